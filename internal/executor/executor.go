@@ -1,0 +1,73 @@
+// Package executor defines how the runner starts, watches and stops the
+// execution of a run. Implementations live in subpackages named after the
+// technology they use (executor/local; executor/kube next).
+package executor
+
+import (
+	"context"
+	"errors"
+
+	"github.com/lockstep-ci/lockstep/internal/run"
+)
+
+// ErrUnknown is returned by Status for a run the executor has no execution
+// of: never started here, or started by a process that is gone (lockstep
+// was restarted). The runner ends such a run as error/Interrupted after
+// calling Kill to make sure nothing of it survives.
+var ErrUnknown = errors.New("executor has no execution of this run")
+
+// Executor runs jobs. Start returns once the execution is under way; the
+// execution then goes on without the caller, and notify is called (from a
+// goroutine the executor owns) when it ends. Status, Kill and Cleanup
+// identify the execution by the run's ID and Status.Handle, so they work
+// for executions started before a restart where the technology allows.
+// Implementations are safe for concurrent use.
+type Executor interface {
+	// Start begins executing r and returns the handle to record in
+	// r.Status.Handle and the path of the log the execution writes. An
+	// error from Start is an infrastructure failure (see InfraError).
+	Start(ctx context.Context, r *run.Run, notify func()) (Started, error)
+	// Status returns the outcome of r's execution: Done is false while it
+	// goes on. It returns ErrUnknown when the executor has no execution of r.
+	Status(ctx context.Context, r *run.Run) (Outcome, error)
+	// Kill stops r's execution and everything it started, if any is left;
+	// killing an execution that is gone is not an error.
+	Kill(ctx context.Context, r *run.Run) error
+}
+
+// Started describes an execution that has begun.
+type Started struct {
+	Handle  string
+	LogPath string
+}
+
+// Outcome is how an execution ended.
+type Outcome struct {
+	Done bool
+	// ExitCode is the job script's exit status, when it ran to the end.
+	ExitCode int
+	// Infra, when set, says that the execution failed before or outside the
+	// job's script (clone, merge, workspace): the run ends as error, never
+	// as failure.
+	Infra *InfraError
+}
+
+// InfraError is a failure of lockstep's infrastructure rather than of the
+// job under test.
+type InfraError struct {
+	// Reason is a CamelCase word recorded as the run's Status.Reason:
+	// WorkspaceFailed, CloneFailed, MergeConflict, StartFailed…
+	Reason string
+	Err    error
+}
+
+func (e *InfraError) Error() string { return e.Reason + ": " + e.Err.Error() }
+func (e *InfraError) Unwrap() error { return e.Err }
+
+// The reasons of infrastructure failures.
+const (
+	ReasonWorkspace     = "WorkspaceFailed"
+	ReasonClone         = "CloneFailed"
+	ReasonMergeConflict = "MergeConflict"
+	ReasonStart         = "StartFailed"
+)
