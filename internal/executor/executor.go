@@ -33,6 +33,10 @@ type Executor interface {
 	// Kill stops r's execution and everything it started, if any is left;
 	// killing an execution that is gone is not an error.
 	Kill(ctx context.Context, r *run.Run) error
+	// Cleanup kills what is left of r's execution and forgets it; Status
+	// then returns ErrUnknown. The runner calls it once r's outcome is
+	// recorded.
+	Cleanup(ctx context.Context, r *run.Run) error
 }
 
 // Started describes an execution that has begun.
@@ -50,6 +54,10 @@ type Outcome struct {
 	// job's script (clone, merge, workspace): the run ends as error, never
 	// as failure.
 	Infra *InfraError
+	// BuildOutput is what the job wrote to the file named by
+	// $LOCKSTEP_BUILD_FILE (trimmed), and HaveBuild whether it wrote it.
+	BuildOutput string
+	HaveBuild   bool
 }
 
 // InfraError is a failure of lockstep's infrastructure rather than of the

@@ -43,8 +43,8 @@ var (
 
 // Runs stores runs.
 type Runs interface {
-	// CreateRun stores r as a new pending run and returns it with its
-	// metadata filled in. If a run with r.Spec.TriggerKey exists, it
+	// CreateRun stores r as a new run (pending unless r says otherwise)
+	// and returns it with its metadata filled in. If a run with r.Spec.TriggerKey exists, it
 	// returns that run and ErrAlreadyExists, and creates nothing.
 	CreateRun(ctx context.Context, r *run.Run) (*run.Run, error)
 	// GetRun returns the run with id, or ErrNotFound.
@@ -57,8 +57,11 @@ type Runs interface {
 	UpdateRun(ctx context.Context, r *run.Run) (*run.Run, error)
 	// UpdateRunStatus replaces r's status if r.ResourceVersion is current,
 	// and returns the run as stored. It fails with ErrConflict when the
-	// version is stale and with ErrInvalid when the state transition is
-	// not allowed (run.CanTransition); the spec in r is ignored.
+	// version is stale and with ErrInvalid when the state changes in a way
+	// run.CanTransition forbids; a status that keeps the state (such as a
+	// reporter recording Status.Reported on a finished run) is always
+	// allowed. An update that changes nothing returns the run unchanged,
+	// with no new revision. The spec in r is ignored.
 	UpdateRunStatus(ctx context.Context, r *run.Run) (*run.Run, error)
 	// WatchRuns calls fn, in revision order, with every run written after
 	// revision from (each in its latest state: intermediate versions may be

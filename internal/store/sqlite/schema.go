@@ -1,0 +1,84 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations returns the steps that build the schema, in order. The file's
+// user_version is the number of steps applied to it. Steps are only ever
+// appended: a step that has shipped never changes.
+func migrations() []string {
+	return []string{
+		// 1: the revision counter and the runs.
+		`
+CREATE TABLE revision (
+	id  INTEGER PRIMARY KEY CHECK (id = 1),
+	rev INTEGER NOT NULL
+);
+INSERT INTO revision (id, rev) VALUES (1, 0);
+
+CREATE TABLE runs (
+	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	trigger_key TEXT    NOT NULL UNIQUE,
+	repo        TEXT    NOT NULL,
+	pull        INTEGER NOT NULL,
+	sha         TEXT    NOT NULL, -- the head SHA, or the base SHA without one
+	job         TEXT    NOT NULL,
+	type        TEXT    NOT NULL,
+	state       TEXT    NOT NULL,
+	created_at  INTEGER NOT NULL, -- Unix nanoseconds
+	rv          INTEGER NOT NULL,
+	labels      TEXT    NOT NULL, -- JSON
+	spec        TEXT    NOT NULL, -- JSON
+	status      TEXT    NOT NULL  -- JSON
+);
+-- Every index ends with the rowid (id), so each serves its filter ordered
+-- by id, for keyset pages.
+CREATE UNIQUE INDEX runs_rv ON runs (rv);
+CREATE INDEX runs_repo_pull ON runs (repo, pull);
+CREATE INDEX runs_repo ON runs (repo);
+CREATE INDEX runs_sha ON runs (sha);
+CREATE INDEX runs_job ON runs (job);
+CREATE INDEX runs_state ON runs (state);
+-- No index on type: it has four values, each common, so a type filter
+-- walks the table by id and stops at the page's end, and every index
+-- costs each write a page.
+`,
+	}
+}
+
+// migrate brings the schema of the database behind db up to date, in one
+// write transaction, so that two processes opening one file at once apply
+// each step once.
+func migrate(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate schema: begin: %w", err)
+	}
+	defer tx.Rollback()
+	steps := migrations()
+	var version int
+	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
+		return fmt.Errorf("migrate schema: read version: %w", err)
+	}
+	if version > len(steps) {
+		return fmt.Errorf("migrate schema: the file has schema version %d, newer than the %d this lockstep knows: upgrade lockstep", version, len(steps))
+	}
+	if version == len(steps) {
+		return nil
+	}
+	for i := version; i < len(steps); i++ {
+		if _, err := tx.ExecContext(ctx, steps[i]); err != nil {
+			return fmt.Errorf("migrate schema to version %d: %w", i+1, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, len(steps))); err != nil {
+		return fmt.Errorf("migrate schema: set version %d: %w", len(steps), err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate schema: commit: %w", err)
+	}
+	return nil
+}
