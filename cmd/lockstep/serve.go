@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/lockstep-ci/lockstep/internal/config"
+	"github.com/lockstep-ci/lockstep/internal/executor/local"
+	"github.com/lockstep-ci/lockstep/internal/runner"
+	"github.com/lockstep-ci/lockstep/internal/store/sqlite"
+	"github.com/lockstep-ci/lockstep/internal/web"
+)
+
+const defaultConfig = "lockstep.yaml"
+
+func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	configPath := fs.String("config", defaultConfig, "configuration file; reloaded when it changes")
+	dataDir := fs.String("data-dir", "./lockstep-data", "where lockstep keeps its database, logs and workspaces")
+	listen := fs.String("listen", "127.0.0.1:8080", "address the UI, API and webhook intake listen on")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
+
+	cfg, err := loadConfig(*configPath, fs, log)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*dataDir, 0o750); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(*dataDir, "lockstep.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	getter := config.NewGetter(cfg)
+	exec := local.New(local.Options{
+		WorkDir: filepath.Join(*dataDir, "workspaces"),
+		LogDir:  filepath.Join(*dataDir, "logs"),
+		Logger:  log,
+	})
+	rnr := runner.New(runner.Options{
+		Store:    st,
+		Executor: exec,
+		Config:   getter.Get,
+		Logger:   log,
+	})
+	srv := &http.Server{
+		Handler:           web.New(web.Options{Store: st, Logger: log}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	log.Info("lockstep serving", "addr", "http://"+ln.Addr().String(), "data_dir", *dataDir, "config", *configPath, "version", version())
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return rnr.Run(gctx) })
+	if _, err := os.Stat(*configPath); err == nil {
+		g.Go(func() error { return config.Watch(gctx, *configPath, getter, log) })
+	}
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return srv.Shutdown(shutCtx)
+	})
+	err = g.Wait()
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if serr := exec.Shutdown(shutCtx); serr != nil {
+		log.Error("executor shutdown", "err", serr)
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	log.Info("lockstep stopped")
+	return nil
+}
+
+// loadConfig loads the configuration file. A missing file is an error
+// when the user named it; the default name may be absent, and lockstep
+// then starts with no jobs.
+func loadConfig(path string, fs *flag.FlagSet, log *slog.Logger) (*config.Config, error) {
+	named := false
+	fs.Visit(func(f *flag.Flag) { named = named || f.Name == "config" })
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) && !named {
+		log.Warn("no configuration file; starting with no jobs", "config", path)
+		return config.Default(), nil
+	}
+	return config.Load(path)
+}
