@@ -85,6 +85,9 @@ func (r *Repo) validate(path string, p *problemList) {
 		if first, ok := contexts[ctx]; ok {
 			how := ""
 			if rep.Context == "" {
+				if names[name] != jobPath {
+					return // a duplicate name, already reported
+				}
 				how = " (the default: the job's name)"
 			}
 			p.addf(fieldPath(jobPath, "context"), "status context %q%s is already used by %s", ctx, how, first)

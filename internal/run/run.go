@@ -183,6 +183,10 @@ type Status struct {
 	// executor, its process group), kept so that it can be found again after
 	// a restart.
 	Handle string `json:"handle,omitempty"`
+	// BuildOutput is what the job wrote to $LOCKSTEP_BUILD_FILE: the
+	// version of the build it produced, optionally followed by artifact
+	// locations, one per line.
+	BuildOutput string `json:"build_output,omitempty"`
 	// LogPath is where the run's combined output is.
 	LogPath string `json:"log_path,omitempty"`
 	// Reported holds, per reporter, the last state that reporter showed on
