@@ -46,6 +46,36 @@ CREATE INDEX runs_state ON runs (state);
 -- walks the table by id and stops at the page's end, and every index
 -- costs each write a page.
 `,
+		// 2: webhook deliveries, the newest known state of each pull request,
+		// and side effects done once (welcome comments, replies).
+		`
+CREATE TABLE deliveries (
+	seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+	id          TEXT    NOT NULL UNIQUE, -- X-GitHub-Delivery
+	event       TEXT    NOT NULL,
+	received_at INTEGER NOT NULL, -- Unix nanoseconds
+	state       TEXT    NOT NULL, -- pending, done, failed
+	rv          INTEGER NOT NULL,
+	outcome     TEXT    NOT NULL, -- JSON
+	body        BLOB    NOT NULL
+);
+CREATE UNIQUE INDEX deliveries_rv ON deliveries (rv);
+CREATE INDEX deliveries_pending ON deliveries (seq) WHERE state = 'pending';
+
+CREATE TABLE pulls (
+	repo   TEXT    NOT NULL,
+	number INTEGER NOT NULL,
+	rv     INTEGER NOT NULL,
+	data   TEXT    NOT NULL, -- JSON
+	PRIMARY KEY (repo, number)
+);
+
+CREATE TABLE effects (
+	key        TEXT    PRIMARY KEY,
+	state      TEXT    NOT NULL, -- pending, done
+	created_at INTEGER NOT NULL
+);
+`,
 	}
 }
 

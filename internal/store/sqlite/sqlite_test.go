@@ -418,3 +418,9 @@ func TestWatchLeavesNoGoroutine(t *testing.T) {
 		}
 	}
 }
+
+func TestIntakeConformance(t *testing.T) {
+	storetest.RunIntake(t, func(t *testing.T) storetest.IntakeStore {
+		return openTest(t, filepath.Join(t.TempDir(), "lockstep.db"), WithPollInterval(time.Hour))
+	})
+}
