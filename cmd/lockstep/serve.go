@@ -13,13 +13,16 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lockstep-ci/lockstep/internal/config"
 	"github.com/lockstep-ci/lockstep/internal/executor/local"
 	"github.com/lockstep-ci/lockstep/internal/runner"
 	"github.com/lockstep-ci/lockstep/internal/store/sqlite"
+	"github.com/lockstep-ci/lockstep/internal/trigger"
 	"github.com/lockstep-ci/lockstep/internal/web"
+	"github.com/lockstep-ci/lockstep/internal/webhook"
 )
 
 const defaultConfig = "lockstep.yaml"
@@ -62,8 +65,22 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Config:   getter.Get,
 		Logger:   log,
 	})
+	reg := prometheus.NewRegistry()
+	gh, err := newGitHub(cfg.GitHub, reg, log)
+	if err != nil {
+		return err
+	}
+	trig := trigger.New(trigger.Options{Store: st, Forge: gh, Config: getter.Get, Logger: log})
+	proc := trigger.NewProcessor(trigger.ProcessorOptions{Store: st, Trigger: trig, Logger: log})
+	hook := webhook.NewHandler(webhook.HandlerOptions{
+		Secret: webhookSecret(getter, log),
+		Sink:   trigger.Sink(st),
+		Logger: log,
+	})
 	srv := &http.Server{
-		Handler:           web.New(web.Options{Store: st, Logger: log}),
+		Handler: web.New(web.Options{Store: st, Logger: log, Routes: func(mux *http.ServeMux) {
+			mux.Handle("POST /hook", hook)
+		}}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	ln, err := net.Listen("tcp", *listen)
@@ -74,6 +91,8 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return rnr.Run(gctx) })
+	g.Go(func() error { return proc.Run(gctx) })
+	g.Go(func() error { return trig.RunResync(gctx) })
 	if _, err := os.Stat(*configPath); err == nil {
 		g.Go(func() error { return config.Watch(gctx, *configPath, getter, log) })
 	}

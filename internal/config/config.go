@@ -23,6 +23,15 @@ const DefaultTimeout = 2 * time.Hour
 type Config struct {
 	// Repos maps "owner/name" to that repository's jobs.
 	Repos map[string]*Repo `yaml:"repos"`
+	// GitHub says how to reach GitHub; Trust whom to run code for.
+	GitHub GitHub `yaml:"github"`
+	Trust  Trust  `yaml:"trust"`
+	// ResyncInterval is how often every open pull request is listed again
+	// to create the runs lost webhooks should have; default 5m.
+	ResyncInterval Duration `yaml:"resync_interval"`
+	// BaseURL is lockstep's own address as users reach it, for links in
+	// statuses and comments (e.g. https://ci.example.com).
+	BaseURL string `yaml:"base_url"`
 
 	// digest is the SHA-256 of the bytes Parse read; Watch compares it
 	// with the file to tell whether the file changed.

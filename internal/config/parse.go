@@ -61,6 +61,7 @@ func load(name string, data []byte) (*Config, error) {
 	}
 	if dir, err := filepath.Abs(filepath.Dir(name)); err == nil {
 		c.resolveCloneURLs(dir)
+		c.resolveFiles(dir)
 	}
 	return c, nil
 }

@@ -43,6 +43,7 @@ func (c *Config) Validate() error {
 		}
 		r.validate(path, &p)
 	}
+	c.validateForge(&p)
 	return p.err()
 }
 

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lockstep-ci/lockstep/internal/config"
+	ghforge "github.com/lockstep-ci/lockstep/internal/forge/github"
+	"github.com/lockstep-ci/lockstep/internal/transport"
+)
+
+// newGitHub builds the one GitHub client every part of lockstep uses, on
+// the transport chain (retries, rate limits, cache, metrics, logging),
+// with the credentials the configuration names. Without credentials the
+// client is anonymous. Credentials are read at start: changing them needs
+// a restart.
+func newGitHub(g config.GitHub, reg prometheus.Registerer, log *slog.Logger) (*ghforge.Client, error) {
+	metrics, err := transport.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	endpoint := g.EffectiveEndpoint()
+	opts := transport.Options{
+		Endpoint:  endpoint,
+		Logger:    log,
+		Metrics:   metrics,
+		RateLimit: transport.RateLimitOptions{HourlyTokens: g.HourlyTokens, Burst: g.AllowedBurst},
+	}
+	switch {
+	case g.TokenFile != "":
+		token, err := os.ReadFile(g.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("github.token_file: %w", err)
+		}
+		opts.Tokens = transport.StaticToken(string(bytes.TrimSpace(token)))
+	case g.AppID != 0:
+		pem, err := os.ReadFile(g.PrivateKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("github.private_key_file: %w", err)
+		}
+		key, err := jwt.ParseRSAPrivateKeyFromPEM(pem)
+		if err != nil {
+			return nil, fmt.Errorf("github.private_key_file %s: %w", g.PrivateKeyFile, err)
+		}
+		app, err := transport.NewAppTokenSource(transport.AppConfig{
+			AppID: g.AppID, PrivateKey: key, Endpoint: endpoint,
+			Transport: transport.New(transport.Options{Endpoint: endpoint, Logger: log, Metrics: metrics, DisableCache: true}),
+		})
+		if err != nil {
+			return nil, err
+		}
+		opts.Tokens = app
+	}
+	return ghforge.New(ghforge.Options{
+		Endpoint:   endpoint,
+		HTTPClient: &http.Client{Transport: transport.New(opts)},
+		BotLogin:   g.BotLogin,
+	})
+}
+
+// webhookSecret returns a function reading the webhook secret file named
+// by the current configuration; nil secret means none is configured.
+func webhookSecret(getter *config.Getter, log *slog.Logger) func() []byte {
+	return func() []byte {
+		path := getter.Get().GitHub.WebhookSecretFile
+		if path == "" {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			log.Error("cannot read the webhook secret; refusing deliveries", "file", path, "err", err)
+			return nil
+		}
+		return bytes.TrimSpace(b)
+	}
+}
