@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"sort"
@@ -116,7 +117,7 @@ func (e *env) forge() *ghforge.Client {
 
 func (e *env) newTrigger() *trigger.Trigger {
 	return trigger.New(trigger.Options{
-		Store: e.store, Forge: e.forge(), Clock: e.clock,
+		Store: e.store, Forge: e.forge(), Clock: e.clock, Logger: quiet,
 		Config: func() *config.Config { return e.cfg },
 	})
 }
@@ -227,6 +228,9 @@ func payload(t testing.TB, ev any) []byte {
 }
 
 type githubtestPull = githubtest.Pull
+
+// quiet discards logs: tests assert on state, not on log lines.
+var quiet = slog.New(slog.DiscardHandler)
 
 func strPtr(s string) *string { return &s }
 func boolPtr(b bool) *bool    { return &b }

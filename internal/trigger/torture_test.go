@@ -41,11 +41,11 @@ func startInstance(t *testing.T, e *env, dbPath, addr string) *instance {
 	if err != nil {
 		t.Fatal(err)
 	}
-	trig := trigger.New(trigger.Options{Store: st, Forge: e.forge(), Config: func() *config.Config { return e.cfg }})
-	proc := trigger.NewProcessor(trigger.ProcessorOptions{Store: st, Trigger: trig})
+	trig := trigger.New(trigger.Options{Store: st, Forge: e.forge(), Config: func() *config.Config { return e.cfg }, Logger: quiet})
+	proc := trigger.NewProcessor(trigger.ProcessorOptions{Store: st, Trigger: trig, Logger: quiet})
 	mux := http.NewServeMux()
 	mux.Handle("POST /hook", webhook.NewHandler(webhook.HandlerOptions{
-		Secret: func() []byte { return secret }, Sink: trigger.Sink(st),
+		Secret: func() []byte { return secret }, Sink: trigger.Sink(st), Logger: quiet,
 	}))
 	var ln net.Listener
 	deadline := time.Now().Add(10 * time.Second)

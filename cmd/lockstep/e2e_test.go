@@ -1,0 +1,115 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-github/v89/github"
+
+	"github.com/lockstep-ci/lockstep/internal/forge/github/githubtest"
+)
+
+// TestServeEndToEnd runs lockstep serve against the GitHub double: a
+// signed pull_request delivery sent with lockstep hook send becomes one
+// run of each automatic job, which clones the repository, merges the pull
+// request's head and succeeds.
+func TestServeEndToEnd(t *testing.T) {
+	t.Parallel()
+	repoDir := gitRepo(t)
+	git := func(args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = repoDir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	base := git("rev-parse", "HEAD")
+	git("checkout", "-q", "-b", "feature")
+	writeFile(t, filepath.Join(repoDir, "feature.txt"), "new\n")
+	git("add", ".")
+	git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "feature")
+	head := git("rev-parse", "HEAD")
+	git("checkout", "-q", "main")
+
+	gh := githubtest.NewServer(t)
+	gh.AddMember("acme", "alice")
+	gh.AddPull("acme/widget", githubtest.Pull{Number: 7, Author: "alice", HeadSHA: head, HeadRef: "feature", BaseRef: "main", BaseSHA: base})
+
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "token"), "test-token\n")
+	secret := writeFile(t, filepath.Join(dir, "secret"), "hook-secret\n")
+	cfg := writeFile(t, filepath.Join(dir, "lockstep.yaml"), fmt.Sprintf(`
+github:
+  endpoint: %s
+  token_file: token
+  webhook_secret_file: secret
+  bot_login: lockstep-bot
+repos:
+  acme/widget:
+    clone_url: %s
+    presubmits:
+      - name: unit
+        always_run: true
+        run: test -f feature.txt && test -f README
+`, gh.URL(), repoDir))
+	srv := startServer(t, cfg, filepath.Join(dir, "data"))
+
+	ev := &github.PullRequestEvent{
+		Action: github.Ptr("opened"), Number: github.Ptr(7),
+		PullRequest: &github.PullRequest{
+			Number: github.Ptr(7), State: github.Ptr("open"),
+			User:      &github.User{Login: github.Ptr("alice")},
+			Head:      &github.PullRequestBranch{SHA: github.Ptr(head), Ref: github.Ptr("feature")},
+			Base:      &github.PullRequestBranch{SHA: github.Ptr(base), Ref: github.Ptr("main")},
+			UpdatedAt: &github.Timestamp{Time: time.Now()},
+		},
+		Repo:   &github.Repository{FullName: github.Ptr("acme/widget")},
+		Sender: &github.User{Login: github.Ptr("alice")},
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := writeFile(t, filepath.Join(dir, "opened.json"), string(body))
+	for range 2 { // a redelivery changes nothing
+		if stdout, stderr, err := runLockstep(t, "hook", "send", "--url", "http://"+srv.addr+"/hook", "--secret-file", secret, "--event", "pull_request", payload); err != nil {
+			t.Fatalf("hook send: %v\n%s%s", err, stdout, stderr)
+		}
+	}
+	var runs struct {
+		Runs []struct {
+			ID    int64  `json:"id"`
+			State string `json:"state"`
+			SHA   string `json:"sha"`
+			Key   string `json:"trigger_key"`
+		} `json:"runs"`
+	}
+	pollUntil(t, "the run to succeed", func() bool {
+		resp, err := http.Get("http://" + srv.addr + "/api/v1/runs?repo=acme/widget&pr=7")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&runs); err != nil {
+			t.Fatal(err)
+		}
+		if len(runs.Runs) == 1 && (runs.Runs[0].State == "failure" || runs.Runs[0].State == "error") {
+			t.Fatalf("run ended %s", runs.Runs[0].State)
+		}
+		return len(runs.Runs) == 1 && runs.Runs[0].State == "success"
+	})
+	if r := runs.Runs[0]; r.SHA != head || r.Key != fmt.Sprintf("acme/widget#7@%s/unit/auto", head) {
+		t.Errorf("run %+v, want the automatic run of unit on %s", r, head)
+	}
+	if n := len(gh.Unexpected()); n != 0 {
+		t.Errorf("%d unexpected calls to GitHub: %+v", n, gh.Unexpected())
+	}
+}
