@@ -323,11 +323,11 @@ func (r *Runner) finish(ctx context.Context, rn *run.Run, state run.State, reaso
 		return err
 	}
 	r.log.Info("run finished", "run", rn.ID, "job", rn.Spec.Job, "repo", rn.Spec.Refs.Repo, "state", state, "reason", reason)
-	if err := r.opts.Executor.Cleanup(ctx, updated); err != nil {
+	if err := r.opts.Executor.Cleanup(ctx, updated); err != nil && ctx.Err() == nil {
 		r.log.Warn("clean up execution", "run", rn.ID, "err", err)
 	}
 	if r.maxConcurrency(rn) > 0 {
-		if err := r.wakePending(ctx, rn); err != nil {
+		if err := r.wakePending(ctx, rn); err != nil && ctx.Err() == nil {
 			r.log.Warn("wake pending runs", "job", rn.Spec.Job, "err", err)
 		}
 	}
