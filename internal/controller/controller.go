@@ -64,6 +64,11 @@ func IsTerminal(err error) bool {
 
 // Source feeds keys to a controller until ctx is done. It returns nil or
 // ctx.Err() when ctx is done; any other error stops the controller.
+//
+// A source that watches a store must start from a revision read before
+// the controller's first List (read it before calling Run): a write that
+// lands between a listing and a watch's start would otherwise be seen by
+// neither until the next resync.
 type Source[K comparable] func(ctx context.Context, enqueue func(K)) error
 
 // Lister enqueues every key the controller is responsible for; the

@@ -58,6 +58,9 @@ type Runner struct {
 	opts Options
 	ctrl *controller.Controller[run.ID]
 	log  *slog.Logger
+	// from is the store revision read when Run started; the watch
+	// begins there.
+	from int64
 
 	// admitting serializes admission per job, so that counting the job's
 	// active runs and admitting one more is atomic. lockstep runs one
@@ -95,18 +98,23 @@ func New(opts Options) *Runner {
 }
 
 // Run reconciles runs until ctx is done.
-func (r *Runner) Run(ctx context.Context) error { return r.ctrl.Run(ctx) }
+func (r *Runner) Run(ctx context.Context) error {
+	// The watch starts from the revision read before the first listing,
+	// so that every write is seen by one or the other.
+	rev, err := r.opts.Store.Revision(ctx)
+	if err != nil {
+		return fmt.Errorf("runner: read store revision: %w", err)
+	}
+	r.from = rev
+	return r.ctrl.Run(ctx)
+}
 
 // Enqueue asks the runner to look at run id soon.
 func (r *Runner) Enqueue(id run.ID) { r.ctrl.Add(id) }
 
-// watch feeds the runner every run written from now on.
+// watch feeds the runner every run written since Run started.
 func (r *Runner) watch(ctx context.Context, enqueue func(run.ID)) error {
-	rev, err := r.opts.Store.Revision(ctx)
-	if err != nil {
-		return fmt.Errorf("read store revision: %w", err)
-	}
-	return r.opts.Store.WatchRuns(ctx, rev, func(ev store.RunEvent) error {
+	return r.opts.Store.WatchRuns(ctx, r.from, func(ev store.RunEvent) error {
 		enqueue(ev.Run.ID)
 		return nil
 	})

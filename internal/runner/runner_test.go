@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -61,7 +62,7 @@ func (e *env) newExecutor() *local.Executor {
 func (e *env) start(x executor.Executor, clk clock.WithTicker) (stop func()) {
 	e.t.Helper()
 	r := runner.New(runner.Options{
-		Store: e.store, Executor: x, Clock: clk,
+		Store: e.store, Executor: x, Clock: clk, Logger: slog.New(slog.DiscardHandler),
 		Config: func() *config.Config { return e.cfg },
 	})
 	ctx, cancel := context.WithCancel(context.Background())

@@ -51,6 +51,7 @@ type Processor struct {
 	opts ProcessorOptions
 	ctrl *controller.Controller[string]
 	log  *slog.Logger
+	from int64 // the store revision read when Run started
 }
 
 // NewProcessor returns a Processor.
@@ -76,14 +77,19 @@ func NewProcessor(opts ProcessorOptions) *Processor {
 }
 
 // Run processes deliveries until ctx is done.
-func (p *Processor) Run(ctx context.Context) error { return p.ctrl.Run(ctx) }
-
-func (p *Processor) watch(ctx context.Context, enqueue func(string)) error {
+func (p *Processor) Run(ctx context.Context) error {
+	// The watch starts from the revision read before the first listing,
+	// so that every delivery is seen by one or the other.
 	rev, err := p.opts.Store.Revision(ctx)
 	if err != nil {
-		return err
+		return fmt.Errorf("deliveries: read store revision: %w", err)
 	}
-	return p.opts.Store.WatchDeliveries(ctx, rev, func(d *store.Delivery) error {
+	p.from = rev
+	return p.ctrl.Run(ctx)
+}
+
+func (p *Processor) watch(ctx context.Context, enqueue func(string)) error {
+	return p.opts.Store.WatchDeliveries(ctx, p.from, func(d *store.Delivery) error {
 		if d.State == store.DeliveryPending {
 			enqueue(d.ID)
 		}
