@@ -110,8 +110,12 @@ type PullState struct {
 	Mergeable *bool     `json:"mergeable,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
 	// HeadCloneURL is where the head commit can be fetched (a fork).
-	HeadCloneURL    string `json:"head_clone_url,omitempty"`
-	ResourceVersion int64  `json:"resource_version"`
+	HeadCloneURL string `json:"head_clone_url,omitempty"`
+	// Epoch counts how often the pull request was closed or turned into
+	// a draft: reopening it, or marking it ready again, starts a new
+	// generation of automatic runs on the same head.
+	Epoch           int   `json:"epoch,omitempty"`
+	ResourceVersion int64 `json:"resource_version"`
 }
 
 // Pulls stores the newest known state of pull requests.

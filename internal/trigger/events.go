@@ -65,8 +65,18 @@ func (t *Trigger) pullRequest(ctx context.Context, ev *github.PullRequestEvent, 
 	}
 	switch action {
 	case "closed":
+		if p.State != "closed" {
+			out.Stale = true
+			out.Ignored = "the pull request was reopened since"
+			return nil
+		}
 		return t.abortRuns(ctx, repo, p.Number, func(*run.Run) bool { return true }, ReasonPullClosed, "the pull request was closed", out)
 	case "converted_to_draft":
+		if !p.Draft {
+			out.Stale = true
+			out.Ignored = "the pull request was marked ready for review since"
+			return nil
+		}
 		return t.abortRuns(ctx, repo, p.Number, func(r *run.Run) bool { return !t.runsOnDrafts(rc, r.Spec.Job) }, ReasonPullDraft, "the pull request became a draft", out)
 	case "synchronize", "edited":
 		err := t.abortRuns(ctx, repo, p.Number, func(r *run.Run) bool {

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/lockstep-ci/lockstep/internal/run"
+	"github.com/lockstep-ci/lockstep/internal/store"
 )
 
 // kubespray #11490/#11543: "/ok-to-test" written in the body of an
@@ -247,5 +248,41 @@ func TestPushStartsPostsubmitsOnce(t *testing.T) {
 	del.Deleted = boolPtr(true)
 	if out := e.handle(del); len(out.Runs) != 0 || out.Ignored == "" {
 		t.Errorf("branch deletion: %+v, want ignored", out)
+	}
+}
+
+// A pull request closed and reopened, or turned into a draft and made
+// ready again, on the same head gets new runs: the old ones were aborted.
+// A late copy of the closing event changes nothing.
+func TestReopenAndReadyStartNewRuns(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	step := func(action string, change func(p *githubtestPull)) store.Outcome {
+		e.clock.Step(time.Minute)
+		e.gh.UpdatePull(repo, 11, func(p *githubtestPull) { change(p); p.UpdatedAt = e.clock.Now() })
+		return e.handle(prEvent(action, e.prPayload(11), trusted))
+	}
+	e.handle(prEvent("opened", e.pull(11, trusted, "h11"), trusted))
+	closing := prEvent("closed", e.prPayload(11), trusted)
+	closing.PullRequest.State = strPtr("closed")
+	e.clock.Step(time.Minute)
+	closing.PullRequest.UpdatedAt.Time = e.clock.Now()
+	if out := e.handle(closing); len(out.Aborted) != 2 {
+		t.Fatalf("closed: %+v, want 2 runs aborted", out)
+	}
+	if out := step("reopened", func(p *githubtestPull) { p.State = "open" }); len(out.Runs) != 2 {
+		t.Fatalf("reopened: %+v, want 2 new runs", out)
+	}
+	if out := e.handle(closing); len(out.Aborted) != 0 || !out.Stale {
+		t.Errorf("late closed: %+v, want stale and nothing aborted", out)
+	}
+	if out := step("converted_to_draft", func(p *githubtestPull) { p.Draft = true }); len(out.Aborted) != 2 {
+		t.Fatalf("converted_to_draft: %+v, want 2 runs aborted", out)
+	}
+	if out := step("ready_for_review", func(p *githubtestPull) { p.Draft = false }); len(out.Runs) != 2 {
+		t.Fatalf("ready_for_review: %+v, want 2 new runs", out)
+	}
+	if got := len(e.runs(11)); got != 2 {
+		t.Errorf("%d live runs, want 2", got)
 	}
 }

@@ -40,11 +40,17 @@ func (t *Trigger) automaticSet(ctx context.Context, rc *config.Repo, p *store.Pu
 }
 
 // autoPlan keys jobs with the automatic key of p's head: every automatic
-// trigger of one (pull request, head, job) shares it.
+// trigger of one (pull request, head, job) shares it. A pull request
+// reopened, or made ready again after being a draft, is in a new epoch:
+// its earlier automatic runs were aborted, so its keys differ.
 func autoPlan(p *store.PullState, jobs []config.Presubmit) []planned {
 	var plan []planned
 	for _, j := range jobs {
-		plan = append(plan, planned{job: j, key: run.AutoKey(p.Repo, p.Number, p.HeadSHA, j.Name)})
+		key := run.AutoKey(p.Repo, p.Number, p.HeadSHA, j.Name)
+		if p.Epoch > 0 {
+			key = fmt.Sprintf("%s.%d", key, p.Epoch)
+		}
+		plan = append(plan, planned{job: j, key: key})
 	}
 	return plan
 }

@@ -225,6 +225,10 @@ func (t *Trigger) observe(ctx context.Context, seen *store.PullState) (*store.Pu
 			return cur, seen.HeadSHA == cur.HeadSHA, nil
 		}
 		next.ResourceVersion = cur.ResourceVersion
+		next.Epoch = cur.Epoch
+		if (cur.State == "open" && next.State == "closed") || (!cur.Draft && next.Draft) {
+			next.Epoch++ // its automatic runs are aborted; the next ones are new
+		}
 		put, err := st.PutPullState(ctx, next)
 		if errors.Is(err, store.ErrConflict) && attempt < 5 {
 			continue
