@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 
 	"github.com/lockstep-ci/lockstep/internal/config"
@@ -51,6 +52,10 @@ type Options struct {
 	// Resync is how often every unfinished run is listed again; default
 	// five minutes.
 	Resync time.Duration
+	// MetricsProvider and OnError, if set, receive the workqueue's
+	// metrics and every reconcile error.
+	MetricsProvider workqueue.MetricsProvider
+	OnError         func(error)
 }
 
 // Runner is the run reconciler. Create it with New and call Run.
@@ -93,6 +98,9 @@ func New(opts Options) *Runner {
 		Logger:     opts.Logger,
 		Sources:    []controller.Source[run.ID]{r.watch},
 		List:       r.listUnfinished,
+
+		MetricsProvider: opts.MetricsProvider,
+		OnError:         opts.OnError,
 	})
 	return r
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 
 	"github.com/lockstep-ci/lockstep/internal/controller"
@@ -39,9 +40,10 @@ type ProcessorOptions struct {
 	Logger  *slog.Logger
 	// Workers is how many deliveries are handled at once; default 8.
 	Workers int
-	// OnDone, if set, is called with each processed delivery's event and
-	// final state (for metrics).
-	OnDone func(event string, state store.DeliveryState)
+	// MetricsProvider and OnError, if set, receive the workqueue's
+	// metrics and every processing error.
+	MetricsProvider workqueue.MetricsProvider
+	OnError         func(error)
 }
 
 // Processor handles accepted deliveries: each pending delivery is decoded,
@@ -72,6 +74,9 @@ func NewProcessor(opts ProcessorOptions) *Processor {
 		Sources:    []controller.Source[string]{p.watch},
 		List:       p.listPending,
 		Resync:     time.Minute,
+
+		MetricsProvider: opts.MetricsProvider,
+		OnError:         opts.OnError,
 	})
 	return p
 }
@@ -176,9 +181,6 @@ func (p *Processor) finish(ctx context.Context, d *store.Delivery, state store.D
 		log.Debug("delivery ignored", "repo", out.Repo, "pr", out.Pull, "reason", out.Ignored)
 	default:
 		log.Info("delivery processed", "repo", out.Repo, "pr", out.Pull, "runs", out.Runs, "existing", out.Existing, "aborted", out.Aborted)
-	}
-	if p.opts.OnDone != nil {
-		p.opts.OnDone(d.Event, state)
 	}
 	return nil
 }
