@@ -10,6 +10,7 @@ import (
 
 	"github.com/lockstep-ci/lockstep/internal/run"
 	"github.com/lockstep-ci/lockstep/internal/store"
+	"github.com/lockstep-ci/lockstep/internal/testfixtures"
 )
 
 func benchRun(key string) *run.Run {
@@ -146,4 +147,25 @@ func populate(b *testing.B, s *Store, n int) {
 	if err != nil {
 		b.Fatalf("populate %d runs: %v", n, err)
 	}
+}
+
+// BenchmarkAcceptDelivery stores webhook deliveries with a real 31 KB
+// pull_request payload from parallel callers, as the webhook intake does.
+func BenchmarkAcceptDelivery(b *testing.B) {
+	ctx := context.Background()
+	body := testfixtures.GitHubPayload(b, "pull_request", "labeled.payload.json").Body
+	s := openTest(b, filepath.Join(b.TempDir(), "lockstep.db"))
+	var n atomic.Int64
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			d := &store.Delivery{ID: fmt.Sprintf("bench-%d", n.Add(1)), Event: "pull_request", Body: body}
+			if _, err := s.AcceptDelivery(ctx, d); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
 }

@@ -76,6 +76,57 @@ CREATE TABLE effects (
 	created_at INTEGER NOT NULL
 );
 `,
+		// 3: periodic schedules, builds, markers and their history.
+		`
+CREATE TABLE schedules (
+	repo       TEXT    NOT NULL,
+	job        TEXT    NOT NULL,
+	next       INTEGER NOT NULL, -- Unix nanoseconds
+	created_at INTEGER NOT NULL, -- Unix nanoseconds
+	rv         INTEGER NOT NULL,
+	data       TEXT    NOT NULL, -- JSON
+	PRIMARY KEY (repo, job)
+);
+
+CREATE TABLE builds (
+	id         INTEGER PRIMARY KEY AUTOINCREMENT, -- build order
+	run_id     INTEGER NOT NULL UNIQUE,           -- the producing run
+	repo       TEXT    NOT NULL,
+	branch     TEXT    NOT NULL,
+	created_at INTEGER NOT NULL, -- Unix nanoseconds
+	rv         INTEGER NOT NULL,
+	data       TEXT    NOT NULL  -- JSON
+);
+-- Ends with the rowid (id): a branch's builds in build order.
+CREATE INDEX builds_branch ON builds (repo, branch);
+
+CREATE TABLE markers (
+	name       TEXT    PRIMARY KEY,
+	repo       TEXT    NOT NULL,
+	branch     TEXT    NOT NULL,
+	build_id   INTEGER NOT NULL, -- 0 until the marker first moves
+	created_at INTEGER NOT NULL, -- Unix nanoseconds
+	rv         INTEGER NOT NULL,
+	data       TEXT    NOT NULL  -- JSON
+);
+
+CREATE TABLE marker_history (
+	seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+	marker     TEXT    NOT NULL,
+	from_build INTEGER NOT NULL,
+	to_build   INTEGER NOT NULL,
+	version    TEXT    NOT NULL,
+	run_id     INTEGER NOT NULL,
+	moved_at   INTEGER NOT NULL -- Unix nanoseconds
+);
+CREATE INDEX marker_history_marker ON marker_history (marker);
+`,
+		// 4: how each delivery's body is stored: '' as received, 's2' as an
+		// S2 block (github.com/klauspost/compress/s2). Rows written before
+		// the step keep their bodies as received.
+		`
+ALTER TABLE deliveries ADD COLUMN body_encoding TEXT NOT NULL DEFAULT '';
+`,
 	}
 }
 

@@ -145,7 +145,9 @@ func TestPragmas(t *testing.T) {
 		{"foreign_keys", "1", "1"},
 		{"busy_timeout", "3000", "3000"},
 		{"query_only", "0", "1"},
-		{"wal_autocheckpoint", fmt.Sprint(walAutocheckpoint), "1000"},
+		{"wal_autocheckpoint", "0", "1000"},
+		{"journal_size_limit", fmt.Sprint(walSizeLimit), "-1"},
+		{"temp_store", "2", "0"}, // MEMORY, DEFAULT
 	}
 	for _, tt := range tests {
 		t.Run(tt.pragma, func(t *testing.T) {

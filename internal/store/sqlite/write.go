@@ -100,8 +100,11 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *writeTx) (wrote bool, err 
 // its outcome.
 func (s *Store) commitBatch(batch []*writeOp) {
 	errs := make([]error, len(batch))
+	s.commitMu.Lock()
 	wrote, err := s.runBatch(batch, errs)
+	s.commitMu.Unlock()
 	if wrote && err == nil {
+		s.walDirty.Store(true)
 		s.notify()
 	}
 	for i, op := range batch {
