@@ -23,6 +23,9 @@ const DefaultTimeout = 2 * time.Hour
 type Config struct {
 	// Repos maps "owner/name" to that repository's jobs.
 	Repos map[string]*Repo `yaml:"repos"`
+	// Markers are named pointers to builds, moved by gate jobs (see
+	// Marker).
+	Markers []Marker `yaml:"markers"`
 	// GitHub says how to reach GitHub; Trust whom to run code for.
 	GitHub GitHub `yaml:"github"`
 	Trust  Trust  `yaml:"trust"`
@@ -118,6 +121,9 @@ type Postsubmit struct {
 	Reporter `yaml:",inline"`
 	// RunIfChanged runs the job only when a pushed file matches.
 	RunIfChanged string `yaml:"run_if_changed"`
+	// ProducesBuild records a build for each successful run that wrote
+	// one to $LOCKSTEP_BUILD_FILE, on the pushed branch.
+	ProducesBuild bool `yaml:"produces_build"`
 
 	// changes is RunIfChanged compiled, set by Validate.
 	changes *regexp.Regexp
@@ -133,6 +139,14 @@ type Periodic struct {
 	TimeZone string   `yaml:"time_zone"`
 	// ConcurrencyPolicy is forbid (default), allow or replace.
 	ConcurrencyPolicy string `yaml:"concurrency_policy"`
+	// Branch is the branch the job checks out; empty means the
+	// repository's default branch.
+	Branch string `yaml:"branch"`
+	// ProducesBuild records a build of Branch for each successful run
+	// that wrote one to $LOCKSTEP_BUILD_FILE.
+	ProducesBuild bool `yaml:"produces_build"`
+	// Build, if set, names the build each run tests.
+	Build *BuildSource `yaml:"build"`
 
 	// schedule is Interval or Cron in TimeZone, set by Validate.
 	schedule Schedule

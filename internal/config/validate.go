@@ -44,6 +44,7 @@ func (c *Config) Validate() error {
 		r.validate(path, &p)
 	}
 	c.validateForge(&p)
+	c.validateBuilds(&p)
 	return p.err()
 }
 
