@@ -149,15 +149,25 @@ func (s *Server) apiListRuns(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// runFromPath loads the run named by the {id} path value, answering the
-// request itself when it cannot.
-func (s *Server) runFromPath(w http.ResponseWriter, r *http.Request) (*run.Run, bool) {
+// pathID reads the {id} path value, answering the request itself when it
+// is not a run ID.
+func pathID(w http.ResponseWriter, r *http.Request) (run.ID, bool) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id <= 0 {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("run id %q is not a positive number", r.PathValue("id")))
+		return 0, false
+	}
+	return run.ID(id), true
+}
+
+// runFromPath loads the run named by the {id} path value, answering the
+// request itself when it cannot.
+func (s *Server) runFromPath(w http.ResponseWriter, r *http.Request) (*run.Run, bool) {
+	id, ok := pathID(w, r)
+	if !ok {
 		return nil, false
 	}
-	rn, err := s.opts.Store.GetRun(r.Context(), run.ID(id))
+	rn, err := s.opts.Store.GetRun(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("run %d not found", id))
 		return nil, false
@@ -219,6 +229,6 @@ func writeError(w http.ResponseWriter, status int, err error) {
 }
 
 func (s *Server) internalError(w http.ResponseWriter, r *http.Request, err error) {
-	s.opts.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, errors.New("internal error; see lockstep's log"))
 }

@@ -1,35 +1,91 @@
-// Package web serves lockstep's HTTP surface: health checks, the JSON API
-// and, as it grows, the UI and /metrics. It reads the store; it never
+// Package web serves lockstep's HTTP surface: the UI (server-rendered
+// pages, a live log over Server-Sent Events), the JSON API, health checks
+// and /metrics. It reads the store; the only writes it makes are the ones
+// a signed-in administrator asks for: a re-run creates a new run, and an
+// abort sets the run's abort label for the runner to act on. It never
 // writes a run's state.
 package web
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
+
+	"k8s.io/utils/clock"
 
 	"github.com/lockstep-ci/lockstep/internal/store"
 )
 
-// Store is what the web server reads.
+// Store is what the web server reads, and writes for re-runs and aborts.
 type Store interface {
 	store.Runs
 }
 
+// DeliveryLister lists webhook deliveries for the deliveries page.
+type DeliveryLister interface {
+	ListDeliveries(ctx context.Context, opts store.DeliveryListOptions) (store.DeliveryPage, error)
+}
+
+// PullStates returns the newest known state of a pull request, for the
+// pull request page.
+type PullStates interface {
+	GetPullState(ctx context.Context, repo string, number int) (*store.PullState, error)
+}
+
 // Options configure a Server. Store is required.
 type Options struct {
-	Store  Store
+	Store Store
+	// Deliveries and Pulls, when set, feed the deliveries page and the
+	// pull request page's head and state; without them the deliveries
+	// page says it has nothing to show and a pull request's head is its
+	// newest run's SHA.
+	Deliveries DeliveryLister
+	Pulls      PullStates
+	// Builds, when set, feeds the periodics and markers pages and their
+	// JSON API.
+	Builds BuildsReader
 	Logger *slog.Logger
+	// AdminToken authorizes re-runs and aborts: sent as
+	// "Authorization: Bearer TOKEN" to the API, or entered once in the
+	// sign-in form, which sets a session cookie. Empty refuses every
+	// re-run and abort.
+	AdminToken string
+	// Metrics, if set, is served at GET /metrics.
+	Metrics http.Handler
+	// ForgeURL is the web address of the forge the runs' repositories
+	// live on; default https://github.com.
+	ForgeURL string
+	// Clock is the time pages show ages against and live logs poll on;
+	// default the real clock.
+	Clock clock.WithTicker
+	// LogPoll is how often a live log looks for new lines and for the end
+	// of its run; default 250 ms.
+	LogPoll time.Duration
 	// Routes, if set, adds handlers to the server's mux (the webhook
-	// intake, /metrics) before it starts serving.
+	// intake) before it starts serving.
 	Routes func(mux *http.ServeMux)
 }
 
-// Server is lockstep's HTTP handler.
+// Server is lockstep's HTTP handler. Create it with New. Before shutting
+// down the http.Server that serves it, call CloseStreams (for example
+// with http.Server.RegisterOnShutdown), or the live logs it is streaming
+// keep their connections busy until the shutdown times out.
 type Server struct {
-	opts Options
-	mux  *http.ServeMux
+	opts  Options
+	mux   *http.ServeMux
+	log   *slog.Logger
+	clock clock.WithTicker
+	pages *pages
+	auth  *auth
+
+	closeOnce sync.Once
+	closing   chan struct{} // closed by CloseStreams
 }
 
 // New returns a Server ready to serve.
@@ -37,31 +93,94 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux()}
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	if opts.ForgeURL == "" {
+		opts.ForgeURL = "https://github.com"
+	}
+	opts.ForgeURL = strings.TrimRight(opts.ForgeURL, "/")
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.LogPoll <= 0 {
+		opts.LogPoll = 250 * time.Millisecond
+	}
+	s := &Server{
+		opts:    opts,
+		mux:     http.NewServeMux(),
+		log:     opts.Logger,
+		clock:   opts.Clock,
+		auth:    newAuth(opts.AdminToken, opts.Clock),
+		closing: make(chan struct{}),
+	}
+	s.pages = newPages(s)
+	m := s.mux
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.HandleFunc("GET /api/v1/runs", s.apiListRuns)
-	s.mux.HandleFunc("GET /api/v1/runs/{id}", s.apiGetRun)
-	s.mux.HandleFunc("GET /api/v1/runs/{id}/log", s.apiRunLog)
+	m.HandleFunc("GET /readyz", s.readyz)
+
+	m.HandleFunc("GET /api/v1/runs", s.apiListRuns)
+	m.HandleFunc("GET /api/v1/runs/{id}", s.apiGetRun)
+	m.HandleFunc("GET /api/v1/runs/{id}/log", s.apiRunLog)
+	m.HandleFunc("GET /api/v1/runs/{id}/log/stream", s.apiRunLogStream)
+	m.HandleFunc("POST /api/v1/runs/{id}/rerun", s.apiRerun)
+	m.HandleFunc("POST /api/v1/runs/{id}/abort", s.apiAbort)
+
+	m.HandleFunc("GET /{$}", s.runsPage)
+	m.HandleFunc("GET /runs", s.runsPage)
+	m.HandleFunc("GET /runs/{id}", s.runPage)
+	m.HandleFunc("POST /runs/{id}/rerun", s.rerunForm)
+	m.HandleFunc("POST /runs/{id}/abort", s.abortForm)
+	m.HandleFunc("GET /repos/{owner}/{repo}/pulls/{number}", s.pullPage)
+	m.HandleFunc("GET /deliveries", s.deliveriesPage)
+	m.HandleFunc("GET /periodics", s.periodicsPage)
+	m.HandleFunc("GET /markers", s.markersPage)
+	m.HandleFunc("GET /login", s.loginPage)
+	m.HandleFunc("POST /login", s.login)
+	m.HandleFunc("POST /logout", s.logout)
+	m.Handle("GET /static/", s.pages.static())
+	if opts.Metrics != nil {
+		m.Handle("GET /metrics", opts.Metrics)
+	}
 	if opts.Routes != nil {
-		opts.Routes(s.mux)
+		opts.Routes(m)
 	}
 	return s
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+	s.mux.ServeHTTP(w, r)
+}
+
+// CloseStreams ends every live log stream, now and from now on, so that
+// an http.Server serving s can shut down. Safe to call more than once.
+func (s *Server) CloseStreams() {
+	s.closeOnce.Do(func() { close(s.closing) })
+}
 
 // readyz answers 200 once the store answers.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if _, err := s.opts.Store.Revision(ctx); err != nil {
-		s.opts.Logger.Warn("not ready", "err", err)
+		s.log.Warn("not ready", "err", err)
 		http.Error(w, "store unavailable", http.StatusServiceUnavailable)
 		return
 	}
 	_, _ = w.Write([]byte("ok\n"))
+}
+
+// randomID returns a random 128-bit identifier in hex.
+func randomID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		// crypto/rand does not fail on the systems lockstep supports.
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	return hex.EncodeToString(b[:])
 }

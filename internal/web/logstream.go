@@ -1,0 +1,266 @@
+package web
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"os"
+	"regexp"
+	"strconv"
+
+	"github.com/lockstep-ci/lockstep/internal/run"
+)
+
+// ansiEscape matches terminal escape sequences (colours, cursor moves),
+// which a browser would show as garbage.
+var ansiEscape = regexp.MustCompile("\x1b\\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\x1b[=>]")
+
+// cleanLine makes one line of a log fit for a page.
+func cleanLine(b []byte) []byte {
+	if bytes.IndexByte(b, 0x1b) >= 0 {
+		b = ansiEscape.ReplaceAll(b, nil)
+	}
+	return bytes.TrimSuffix(b, []byte("\r"))
+}
+
+// maxLine is the longest line the live log holds back waiting for its
+// end: a longer one is sent in pieces.
+const maxLine = 64 << 10
+
+// logTail is the end of a log for a page: at most max bytes, starting at
+// a line. Offset is where it ends: a live log continues from there.
+type logTail struct {
+	Text      string
+	Offset    int64
+	Truncated bool // the log is longer: Text is its end
+	Missing   bool // the log file is gone
+}
+
+// readLogTail reads the end of the log at path. When whole is false (the
+// run goes on) it stops after the last complete line, so that the live
+// log continues at a line's start.
+func readLogTail(path string, max int64, whole bool) (logTail, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return logTail{Missing: true}, nil
+	}
+	if err != nil {
+		return logTail{}, fmt.Errorf("open log: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return logTail{}, fmt.Errorf("stat log: %w", err)
+	}
+	size := fi.Size()
+	start := max64(0, size-max)
+	b := make([]byte, size-start)
+	if _, err := f.ReadAt(b, start); err != nil && !errors.Is(err, io.EOF) {
+		return logTail{}, fmt.Errorf("read log: %w", err)
+	}
+	t := logTail{Offset: size}
+	if start > 0 {
+		t.Truncated = true
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:]
+		}
+	}
+	if !whole {
+		i := bytes.LastIndexByte(b, '\n')
+		t.Offset -= int64(len(b) - (i + 1))
+		b = b[:i+1]
+	}
+	var out bytes.Buffer
+	for len(b) > 0 {
+		line, rest, _ := bytes.Cut(b, []byte("\n"))
+		out.Write(cleanLine(line))
+		out.WriteByte('\n')
+		b = rest
+	}
+	t.Text = out.String()
+	return t, nil
+}
+
+func max64(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// streamEnd is the data of the stream's final "end" event.
+type streamEnd struct {
+	State   run.State `json:"state"`
+	Reason  string    `json:"reason,omitempty"`
+	Message string    `json:"message,omitempty"`
+}
+
+// apiRunLogStream is GET /api/v1/runs/{id}/log/stream: the run's log as
+// Server-Sent Events, one "message" event per line, whose id is the byte
+// offset after the line, so a reconnecting EventSource (Last-Event-ID) or
+// the offset parameter resumes where it left off. When the run has ended
+// and its log has been sent, an "end" event carries the final state as
+// JSON and the stream closes.
+func (s *Server) apiRunLogStream(w http.ResponseWriter, r *http.Request) {
+	rn, ok := s.runFromPath(w, r)
+	if !ok {
+		return
+	}
+	offset := int64(0)
+	from := r.Header.Get("Last-Event-ID")
+	if from == "" {
+		from = r.URL.Query().Get("offset")
+	}
+	if from != "" {
+		n, err := strconv.ParseInt(from, 10, 64)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, fmt.Errorf("offset %q: want a byte offset", from))
+			return
+		}
+		offset = n
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	fmt.Fprintf(w, ": log of run %d\nretry: 2000\n\n", rn.ID)
+	if err := rc.Flush(); err != nil {
+		return
+	}
+
+	ls := &logSender{w: w, offset: offset}
+	defer ls.close()
+	tick := s.clock.NewTicker(s.opts.LogPoll)
+	defer tick.Stop()
+	for {
+		// The state is read before the log: once a run is seen finished,
+		// its executor has written everything, and one more read of the
+		// log gets it all.
+		done := rn.Status.State.Terminal()
+		if err := ls.send(rn.Status.LogPath, done); err != nil {
+			s.log.Warn("live log", "run", rn.ID, "err", err)
+			return
+		}
+		if done {
+			end, _ := json.Marshal(streamEnd{State: rn.Status.State, Reason: rn.Status.Reason, Message: rn.Status.Message})
+			fmt.Fprintf(w, "event: end\ndata: %s\n\n", end)
+			_ = rc.Flush()
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-s.closing:
+			return
+		case <-tick.C():
+		}
+		cur, err := s.opts.Store.GetRun(r.Context(), rn.ID)
+		if err != nil {
+			if r.Context().Err() == nil {
+				s.log.Warn("live log: read run", "run", rn.ID, "err", err)
+			}
+			return
+		}
+		rn = cur
+	}
+}
+
+// logSender sends the lines of one log file as events.
+type logSender struct {
+	w       io.Writer
+	f       *os.File
+	offset  int64  // where the next event starts
+	partial []byte // read but not sent: a line without its end yet
+	buf     []byte
+}
+
+func (ls *logSender) close() {
+	if ls.f != nil {
+		ls.f.Close()
+	}
+}
+
+// send writes an event for every complete line appended to the log at
+// path since the last call, and, when final, for the unfinished last line
+// too.
+func (ls *logSender) send(path string, final bool) error {
+	if ls.f == nil {
+		if path == "" {
+			return nil
+		}
+		f, err := os.Open(path)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("open log: %w", err)
+		}
+		ls.f = f
+		ls.buf = make([]byte, 32<<10)
+	}
+	read := ls.offset + int64(len(ls.partial))
+	for {
+		n, err := ls.f.ReadAt(ls.buf, read)
+		read += int64(n)
+		b := append(ls.partial, ls.buf[:n]...)
+		for {
+			i := bytes.IndexByte(b, '\n')
+			if i < 0 {
+				break
+			}
+			ls.event(b[:i], int64(i+1))
+			b = b[i+1:]
+		}
+		if len(b) >= maxLine {
+			ls.event(b, int64(len(b)))
+			b = nil
+		}
+		ls.partial = append(ls.partial[:0], b...)
+		if errors.Is(err, io.EOF) || n == 0 {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read log: %w", err)
+		}
+	}
+	if final && len(ls.partial) > 0 {
+		ls.event(ls.partial, int64(len(ls.partial)))
+		ls.partial = ls.partial[:0]
+	}
+	return nil
+}
+
+// event writes one line as an event; n is how many bytes of the log it
+// stands for.
+func (ls *logSender) event(line []byte, n int64) {
+	ls.offset += n
+	line = cleanLine(line)
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "id: %d\n", ls.offset)
+	// An event's data cannot hold a line break: a carriage return inside
+	// the line (a progress bar) starts another data field, which the
+	// browser joins with a newline.
+	for {
+		i := bytes.IndexByte(line, '\r')
+		if i < 0 {
+			break
+		}
+		b.WriteString("data: ")
+		b.Write(line[:i])
+		b.WriteByte('\n')
+		line = line[i+1:]
+	}
+	b.WriteString("data: ")
+	b.Write(line)
+	b.WriteString("\n\n")
+	_, _ = ls.w.Write(b.Bytes())
+}
