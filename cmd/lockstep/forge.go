@@ -26,7 +26,12 @@ func newGitHub(g config.GitHub, reg prometheus.Registerer, log *slog.Logger) (*g
 		return nil, err
 	}
 	endpoint := g.EffectiveEndpoint()
+	// Controllers call GitHub from many workers: keep connections to
+	// reuse for each of them.
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.MaxIdleConnsPerHost = 64
 	opts := transport.Options{
+		Base:      base,
 		Endpoint:  endpoint,
 		Logger:    log,
 		Metrics:   metrics,
@@ -50,7 +55,7 @@ func newGitHub(g config.GitHub, reg prometheus.Registerer, log *slog.Logger) (*g
 		}
 		app, err := transport.NewAppTokenSource(transport.AppConfig{
 			AppID: g.AppID, PrivateKey: key, Endpoint: endpoint,
-			Transport: transport.New(transport.Options{Endpoint: endpoint, Logger: log, Metrics: metrics, DisableCache: true}),
+			Transport: transport.New(transport.Options{Base: base, Endpoint: endpoint, Logger: log, Metrics: metrics, DisableCache: true}),
 		})
 		if err != nil {
 			return nil, err

@@ -13,11 +13,14 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/lockstep-ci/lockstep/internal/builds"
 	"github.com/lockstep-ci/lockstep/internal/config"
 	"github.com/lockstep-ci/lockstep/internal/executor/local"
+	"github.com/lockstep-ci/lockstep/internal/metrics"
+	"github.com/lockstep-ci/lockstep/internal/periodic"
+	"github.com/lockstep-ci/lockstep/internal/reporter"
 	"github.com/lockstep-ci/lockstep/internal/runner"
 	"github.com/lockstep-ci/lockstep/internal/store/sqlite"
 	"github.com/lockstep-ci/lockstep/internal/trigger"
@@ -59,30 +62,80 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		LogDir:  filepath.Join(*dataDir, "logs"),
 		Logger:  log,
 	})
+	// The metrics registry, and the admin token that authorizes re-runs
+	// and aborts in the UI and the API.
+	mets, err := metrics.New(metrics.Options{Runs: st, Deliveries: st, Logger: log})
+	if err != nil {
+		return err
+	}
 	rnr := runner.New(runner.Options{
-		Store:    st,
-		Executor: exec,
-		Config:   getter.Get,
-		Logger:   log,
+		Store:           st,
+		Executor:        exec,
+		Config:          getter.Get,
+		Logger:          log,
+		MetricsProvider: mets.WorkqueueProvider(),
+		OnError:         mets.ReconcileErrors("runner"),
 	})
-	reg := prometheus.NewRegistry()
+	reg := mets.Registerer()
+	adminToken, err := web.LoadAdminToken(*dataDir, log)
+	if err != nil {
+		return err
+	}
 	gh, err := newGitHub(cfg.GitHub, reg, log)
 	if err != nil {
 		return err
 	}
 	trig := trigger.New(trigger.Options{Store: st, Forge: gh, Config: getter.Get, Logger: log})
-	proc := trigger.NewProcessor(trigger.ProcessorOptions{Store: st, Trigger: trig, Logger: log})
+
+	// Periodics, builds and markers: the scheduler fires periodic jobs
+	// (once per due time, concurrency policies, builds under test); the
+	// builds controller records builds, moves markers, watches them for
+	// staleness and publishes them under DATA_DIR/markers.
+	sched, err := periodic.New(periodic.Options{Store: st, Config: getter.Get, Logger: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	getter.OnChange(func(*config.Config) { sched.Wake() })
+	bld, err := builds.New(builds.Options{
+		Store: st, Config: getter.Get, Logger: log, Registerer: reg,
+		MarkerDir: filepath.Join(*dataDir, "markers"),
+	})
+	if err != nil {
+		return err
+	}
+
+	proc := trigger.NewProcessor(trigger.ProcessorOptions{
+		Store: st, Trigger: trig, Logger: log,
+		MetricsProvider: mets.WorkqueueProvider(), OnError: mets.ReconcileErrors("deliveries"),
+	})
+	rep := reporter.New(reporter.Options{
+		Store: st, Forge: gh, Config: getter.Get, Logger: log,
+		MetricsProvider: mets.WorkqueueProvider(), OnError: mets.ReconcileErrors("reporter"),
+		OnConflict: func() { mets.ConflictRetried("reporter") },
+	})
+	buildsAPI := builds.APIHandler(builds.APIOptions{Store: st, Config: getter.Get, Logger: log})
+	periodicsAPI := periodic.APIHandler(periodic.APIOptions{Store: st, Config: getter.Get, Logger: log})
 	hook := webhook.NewHandler(webhook.HandlerOptions{
 		Secret: webhookSecret(getter, log),
 		Sink:   trigger.Sink(st),
 		Logger: log,
 	})
-	srv := &http.Server{
-		Handler: web.New(web.Options{Store: st, Logger: log, Routes: func(mux *http.ServeMux) {
+	ui := web.New(web.Options{
+		Store: st, Deliveries: st, Pulls: st, Builds: st, Logger: log,
+		AdminToken: adminToken, Metrics: mets.Handler(),
+		Routes: func(mux *http.ServeMux) {
 			mux.Handle("POST /hook", hook)
-		}}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+			for _, p := range builds.APIPatterns() {
+				mux.Handle(p, buildsAPI)
+			}
+			for _, p := range periodic.APIPatterns() {
+				mux.Handle(p, periodicsAPI)
+			}
+		},
+	})
+	srv := &http.Server{Handler: ui, ReadHeaderTimeout: 10 * time.Second}
+	// Live logs stream until the run ends: end them when shutting down.
+	srv.RegisterOnShutdown(ui.CloseStreams)
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -91,8 +144,12 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return rnr.Run(gctx) })
+	g.Go(func() error { return mets.Run(gctx) })
 	g.Go(func() error { return proc.Run(gctx) })
+	g.Go(func() error { return rep.Run(gctx) })
 	g.Go(func() error { return trig.RunResync(gctx) })
+	g.Go(func() error { return sched.Run(gctx) })
+	g.Go(func() error { return bld.Run(gctx) })
 	if _, err := os.Stat(*configPath); err == nil {
 		g.Go(func() error { return config.Watch(gctx, *configPath, getter, log) })
 	}
