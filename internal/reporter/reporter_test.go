@@ -21,7 +21,6 @@ import (
 	"github.com/lockstep-ci/lockstep/internal/forge/github/githubtest"
 	"github.com/lockstep-ci/lockstep/internal/run"
 	"github.com/lockstep-ci/lockstep/internal/store"
-	"github.com/lockstep-ci/lockstep/internal/trigger"
 )
 
 // checkQuiet fails the test if the reporter met errors or anything logged
@@ -139,7 +138,7 @@ func TestSupersededHeadNeverReports(t *testing.T) {
 	e := newEnv(t, false, presubmit("unit", ""))
 	// A run superseded before lockstep ever reported it.
 	early := e.create("unit", 1, sha(0))
-	e.abort(early.ID, trigger.ReasonSuperseded)
+	e.abort(early.ID, run.ReasonSuperseded)
 	in := e.start(nil)
 
 	a := e.create("unit", 1, sha(1))
@@ -148,12 +147,12 @@ func TestSupersededHeadNeverReports(t *testing.T) {
 	e.waitReported(a.ID, "pending")
 	// The pull request's head moves: the trigger asks a to abort and
 	// creates b on the new head.
-	e.abort(a.ID, trigger.ReasonSuperseded)
+	e.abort(a.ID, run.ReasonSuperseded)
 	b := e.create("unit", 1, sha(2))
 	e.settle(in)
-	e.to(a.ID, run.Aborted, trigger.ReasonSuperseded, "superseded by head "+sha(2)[:7])
+	e.to(a.ID, run.Aborted, run.ReasonSuperseded, "superseded by head "+sha(2)[:7])
 	e.to(b.ID, run.Failure, "ScriptExited", "the job's script exited with status 1")
-	e.to(early.ID, run.Aborted, trigger.ReasonSuperseded, "")
+	e.to(early.ID, run.Aborted, run.ReasonSuperseded, "")
 	e.settle(in)
 	e.resync(in)
 

@@ -15,21 +15,12 @@ import (
 // needed no retiring).
 const Retired = "retired"
 
-// Abort reasons after which a run reports nothing, because the commit or
-// the pull request it tested is no longer under review. They are the
-// reasons the trigger gives (trigger.ReasonSuperseded and its siblings).
-const (
-	reasonSuperseded = "Superseded"
-	reasonPullClosed = "PullClosed"
-	reasonPullDraft  = "PullConvertedToDraft"
-)
-
 // silent reports whether a run aborted, or asked to abort, for reason
 // reports nothing: its SHA is no longer the head of its pull request, or
 // the pull request was closed or turned into a draft.
 func silent(reason string) bool {
 	switch reason {
-	case reasonSuperseded, reasonPullClosed, reasonPullDraft:
+	case run.ReasonSuperseded, run.ReasonPullClosed, run.ReasonPullDraft:
 		return true
 	}
 	return false

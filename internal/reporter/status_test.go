@@ -9,7 +9,6 @@ import (
 
 	"github.com/lockstep-ci/lockstep/internal/forge"
 	"github.com/lockstep-ci/lockstep/internal/run"
-	"github.com/lockstep-ci/lockstep/internal/trigger"
 )
 
 func TestStatusFor(t *testing.T) {
@@ -45,11 +44,11 @@ func TestStatusFor(t *testing.T) {
 			want: forge.Status{State: "error", Description: "Job aborted (ByUser)."}, wantOK: true},
 		{name: "long description is shortened", state: run.Error, reason: "CloneFailed", message: long,
 			want: forge.Status{State: "error", Description: cut("Job errored (CloneFailed): "+strings.TrimSpace(long), 140)}, wantOK: true},
-		{name: "superseded run reports nothing", state: run.Aborted, reason: trigger.ReasonSuperseded},
-		{name: "closed pull request reports nothing", state: run.Aborted, reason: trigger.ReasonPullClosed},
-		{name: "draft reports nothing", state: run.Aborted, reason: trigger.ReasonPullDraft},
-		{name: "running but asked to abort as superseded", state: run.Running, abort: trigger.ReasonSuperseded},
-		{name: "finished but labelled superseded", state: run.Failure, abort: trigger.ReasonSuperseded},
+		{name: "superseded run reports nothing", state: run.Aborted, reason: run.ReasonSuperseded},
+		{name: "closed pull request reports nothing", state: run.Aborted, reason: run.ReasonPullClosed},
+		{name: "draft reports nothing", state: run.Aborted, reason: run.ReasonPullDraft},
+		{name: "running but asked to abort as superseded", state: run.Running, abort: run.ReasonSuperseded},
+		{name: "finished but labelled superseded", state: run.Failure, abort: run.ReasonSuperseded},
 		{name: "running, asked to abort by a person", state: run.Running, abort: "ByUser",
 			want: forge.Status{State: "pending", Description: "Job triggered."}, wantOK: true},
 		{name: "unknown state", state: run.State("paused")},
@@ -112,11 +111,11 @@ func TestKeyOf(t *testing.T) {
 	}
 }
 
-// TestSilentReasonsMatchTrigger keeps the reasons after which a run
-// reports nothing in step with the reasons the trigger aborts runs for.
-func TestSilentReasonsMatchTrigger(t *testing.T) {
+// TestSilentReasons checks which abort reasons keep a run quiet: those
+// for a commit or pull request no longer under review, and no others.
+func TestSilentReasons(t *testing.T) {
 	t.Parallel()
-	for _, reason := range []string{trigger.ReasonSuperseded, trigger.ReasonPullClosed, trigger.ReasonPullDraft} {
+	for _, reason := range []string{run.ReasonSuperseded, run.ReasonPullClosed, run.ReasonPullDraft} {
 		if !silent(reason) {
 			t.Errorf("silent(%q): got false, want true", reason)
 		}

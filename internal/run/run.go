@@ -241,6 +241,14 @@ const (
 	LabelAbortMessage = "lockstep.dev/abort-message"
 )
 
+// Abort reasons given when what a run tests is no longer under review:
+// the reporter shows nothing for such runs.
+const (
+	ReasonSuperseded = "Superseded"           // a newer head SHA or base replaced the run's
+	ReasonPullClosed = "PullClosed"           // the pull request was closed
+	ReasonPullDraft  = "PullConvertedToDraft" // the pull request became a draft
+)
+
 // AbortRequested returns the reason and message of an abort request on r,
 // if there is one.
 func (r *Run) AbortRequested() (reason, message string, ok bool) {

@@ -70,18 +70,18 @@ func (t *Trigger) pullRequest(ctx context.Context, ev *github.PullRequestEvent, 
 			out.Ignored = "the pull request was reopened since"
 			return nil
 		}
-		return t.abortRuns(ctx, repo, p.Number, func(*run.Run) bool { return true }, ReasonPullClosed, "the pull request was closed", out)
+		return t.abortRuns(ctx, repo, p.Number, func(*run.Run) bool { return true }, run.ReasonPullClosed, "the pull request was closed", out)
 	case "converted_to_draft":
 		if !p.Draft {
 			out.Stale = true
 			out.Ignored = "the pull request was marked ready for review since"
 			return nil
 		}
-		return t.abortRuns(ctx, repo, p.Number, func(r *run.Run) bool { return !t.runsOnDrafts(rc, r.Spec.Job) }, ReasonPullDraft, "the pull request became a draft", out)
+		return t.abortRuns(ctx, repo, p.Number, func(r *run.Run) bool { return !t.runsOnDrafts(rc, r.Spec.Job) }, run.ReasonPullDraft, "the pull request became a draft", out)
 	case "synchronize", "edited":
 		err := t.abortRuns(ctx, repo, p.Number, func(r *run.Run) bool {
 			return r.Spec.Refs.HeadSHA != p.HeadSHA || r.Spec.Refs.BaseRef != p.BaseRef
-		}, ReasonSuperseded, fmt.Sprintf("superseded by head %s on %s", short(p.HeadSHA), p.BaseRef), out)
+		}, run.ReasonSuperseded, fmt.Sprintf("superseded by head %s on %s", short(p.HeadSHA), p.BaseRef), out)
 		if err != nil {
 			return err
 		}

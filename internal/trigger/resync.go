@@ -45,7 +45,7 @@ func (t *Trigger) resyncRepo(ctx context.Context, repo string) error {
 			}
 			if err := t.abortRuns(ctx, repo, p.Number, func(r *run.Run) bool {
 				return r.Spec.Refs.HeadSHA != p.HeadSHA || r.Spec.Refs.BaseRef != p.BaseRef
-			}, ReasonSuperseded, "superseded by head "+short(p.HeadSHA), &out); err != nil {
+			}, run.ReasonSuperseded, "superseded by head "+short(p.HeadSHA), &out); err != nil {
 				return err
 			}
 			if p.Mergeable != nil && !*p.Mergeable {

@@ -29,13 +29,6 @@ const (
 	LabelNeedsOKToTest = "needs-ok-to-test"
 )
 
-// Abort reasons the trigger gives.
-const (
-	ReasonSuperseded = "Superseded" // a newer head SHA or base replaced the run's
-	ReasonPullClosed = "PullClosed"
-	ReasonPullDraft  = "PullConvertedToDraft"
-)
-
 // Store is what the trigger keeps.
 type Store interface {
 	store.Runs
