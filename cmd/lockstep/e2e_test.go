@@ -113,3 +113,80 @@ repos:
 		t.Errorf("%d unexpected calls to GitHub: %+v", n, gh.Unexpected())
 	}
 }
+
+// TestServeOfflineWithHookSend is the README's "trying it without GitHub":
+// no credentials, a trusted user listed in the configuration, and a
+// delivery sent with lockstep hook send; the run clones and succeeds. A
+// pull request by someone not listed runs nothing.
+func TestServeOfflineWithHookSend(t *testing.T) {
+	t.Parallel()
+	repoDir := gitRepo(t)
+	headCmd := exec.Command("git", "rev-parse", "HEAD")
+	headCmd.Dir = repoDir
+	out, err := headCmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := strings.TrimSpace(string(out))
+	dir := t.TempDir()
+	secret := writeFile(t, filepath.Join(dir, "secret"), "hook-secret\n")
+	cfg := writeFile(t, filepath.Join(dir, "lockstep.yaml"), fmt.Sprintf(`
+github:
+  webhook_secret_file: secret
+trust:
+  users: [alice]
+repos:
+  acme/widget:
+    clone_url: %s
+    presubmits:
+      - name: unit
+        always_run: true
+        run: test -f README
+`, repoDir))
+	srv := startServer(t, cfg, filepath.Join(dir, "data"))
+	send := func(n int, author string) {
+		t.Helper()
+		ev := &github.PullRequestEvent{
+			Action: github.Ptr("opened"), Number: github.Ptr(n),
+			PullRequest: &github.PullRequest{
+				Number: github.Ptr(n), State: github.Ptr("open"),
+				User:      &github.User{Login: github.Ptr(author)},
+				Head:      &github.PullRequestBranch{SHA: github.Ptr(head), Ref: github.Ptr("main")},
+				Base:      &github.PullRequestBranch{SHA: github.Ptr(head), Ref: github.Ptr("main")},
+				UpdatedAt: &github.Timestamp{Time: time.Now()},
+			},
+			Repo:   &github.Repository{FullName: github.Ptr("acme/widget")},
+			Sender: &github.User{Login: github.Ptr(author)},
+		}
+		body, err := json.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload := writeFile(t, filepath.Join(dir, fmt.Sprintf("pr%d.json", n)), string(body))
+		if stdout, stderr, err := runLockstep(t, "hook", "send", "--url", "http://"+srv.addr+"/hook", "--secret-file", secret, "--event", "pull_request", payload); err != nil {
+			t.Fatalf("hook send: %v\n%s%s", err, stdout, stderr)
+		}
+	}
+	send(2, "mallory")
+	send(1, "alice")
+	var page struct {
+		Runs []struct {
+			PR    int    `json:"pr"`
+			State string `json:"state"`
+		} `json:"runs"`
+	}
+	pollUntil(t, "alice's run to succeed", func() bool {
+		resp, err := http.Get("http://" + srv.addr + "/api/v1/runs?repo=acme/widget")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+			t.Fatal(err)
+		}
+		return len(page.Runs) > 0 && page.Runs[0].State == "success"
+	})
+	if len(page.Runs) != 1 || page.Runs[0].PR != 1 {
+		t.Errorf("runs %+v, want one, of alice's pull request", page.Runs)
+	}
+}

@@ -11,9 +11,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lockstep-ci/lockstep/internal/config"
+	"github.com/lockstep-ci/lockstep/internal/forge"
 	ghforge "github.com/lockstep-ci/lockstep/internal/forge/github"
+	"github.com/lockstep-ci/lockstep/internal/forge/offline"
 	"github.com/lockstep-ci/lockstep/internal/transport"
 )
+
+// newForge returns the GitHub client, or, when no credentials are
+// configured, the offline forge: runs then come from signed webhooks
+// (lockstep hook send) with trust from the configuration's lists, and
+// nothing is posted anywhere.
+func newForge(g config.GitHub, reg prometheus.Registerer, log *slog.Logger) (forge.Client, error) {
+	if !g.Configured() {
+		log.Info("no GitHub credentials configured: working offline; trust comes from trust.users, and labels, comments and statuses are only logged")
+		return &offline.Forge{Logger: log}, nil
+	}
+	return newGitHub(g, reg, log)
+}
 
 // newGitHub builds the one GitHub client every part of lockstep uses, on
 // the transport chain (retries, rate limits, cache, metrics, logging),
