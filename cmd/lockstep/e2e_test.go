@@ -62,23 +62,7 @@ repos:
 `, gh.URL(), repoDir))
 	srv := startServer(t, cfg, filepath.Join(dir, "data"))
 
-	ev := &github.PullRequestEvent{
-		Action: github.Ptr("opened"), Number: github.Ptr(7),
-		PullRequest: &github.PullRequest{
-			Number: github.Ptr(7), State: github.Ptr("open"),
-			User:      &github.User{Login: github.Ptr("alice")},
-			Head:      &github.PullRequestBranch{SHA: github.Ptr(head), Ref: github.Ptr("feature")},
-			Base:      &github.PullRequestBranch{SHA: github.Ptr(base), Ref: github.Ptr("main")},
-			UpdatedAt: &github.Timestamp{Time: time.Now()},
-		},
-		Repo:   &github.Repository{FullName: github.Ptr("acme/widget")},
-		Sender: &github.User{Login: github.Ptr("alice")},
-	}
-	body, err := json.Marshal(ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload := writeFile(t, filepath.Join(dir, "opened.json"), string(body))
+	payload := openedPayload(t, dir, 7, "alice", head, base)
 	for range 2 { // a redelivery changes nothing
 		if stdout, stderr, err := runLockstep(t, "hook", "send", "--url", "http://"+srv.addr+"/hook", "--secret-file", secret, "--event", "pull_request", payload); err != nil {
 			t.Fatalf("hook send: %v\n%s%s", err, stdout, stderr)
@@ -146,23 +130,7 @@ repos:
 	srv := startServer(t, cfg, filepath.Join(dir, "data"))
 	send := func(n int, author string) {
 		t.Helper()
-		ev := &github.PullRequestEvent{
-			Action: github.Ptr("opened"), Number: github.Ptr(n),
-			PullRequest: &github.PullRequest{
-				Number: github.Ptr(n), State: github.Ptr("open"),
-				User:      &github.User{Login: github.Ptr(author)},
-				Head:      &github.PullRequestBranch{SHA: github.Ptr(head), Ref: github.Ptr("main")},
-				Base:      &github.PullRequestBranch{SHA: github.Ptr(head), Ref: github.Ptr("main")},
-				UpdatedAt: &github.Timestamp{Time: time.Now()},
-			},
-			Repo:   &github.Repository{FullName: github.Ptr("acme/widget")},
-			Sender: &github.User{Login: github.Ptr(author)},
-		}
-		body, err := json.Marshal(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		payload := writeFile(t, filepath.Join(dir, fmt.Sprintf("pr%d.json", n)), string(body))
+		payload := openedPayload(t, dir, n, author, head, head)
 		if stdout, stderr, err := runLockstep(t, "hook", "send", "--url", "http://"+srv.addr+"/hook", "--secret-file", secret, "--event", "pull_request", payload); err != nil {
 			t.Fatalf("hook send: %v\n%s%s", err, stdout, stderr)
 		}
@@ -189,4 +157,27 @@ repos:
 	if len(page.Runs) != 1 || page.Runs[0].PR != 1 {
 		t.Errorf("runs %+v, want one, of alice's pull request", page.Runs)
 	}
+}
+
+// openedPayload writes the payload of a pull_request "opened" event into
+// dir and returns its path.
+func openedPayload(t *testing.T, dir string, n int, author, head, base string) string {
+	t.Helper()
+	ev := &github.PullRequestEvent{
+		Action: github.Ptr("opened"), Number: github.Ptr(n),
+		PullRequest: &github.PullRequest{
+			Number: github.Ptr(n), State: github.Ptr("open"),
+			User:      &github.User{Login: github.Ptr(author)},
+			Head:      &github.PullRequestBranch{SHA: github.Ptr(head), Ref: github.Ptr("feature")},
+			Base:      &github.PullRequestBranch{SHA: github.Ptr(base), Ref: github.Ptr("main")},
+			UpdatedAt: &github.Timestamp{Time: time.Now()},
+		},
+		Repo:   &github.Repository{FullName: github.Ptr("acme/widget")},
+		Sender: &github.User{Login: github.Ptr(author)},
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, filepath.Join(dir, fmt.Sprintf("opened-%d.json", n)), string(body))
 }

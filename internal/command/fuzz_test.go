@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -121,39 +120,5 @@ func fixtureSeeds(t *testing.T) map[string]string {
 // bodies of the issue_comment fixtures; go test -run TestFuzzParseSeeds
 // -update rewrites them.
 func TestFuzzParseSeeds(t *testing.T) {
-	dir := filepath.Join("testdata", "fuzz", "FuzzParse")
-	seeds := fixtureSeeds(t)
-	if *update {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		old, _ := filepath.Glob(filepath.Join(dir, "fixture-*"))
-		for _, name := range old {
-			if err := os.Remove(name); err != nil {
-				t.Fatal(err)
-			}
-		}
-		for name, content := range seeds {
-			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	onDisk, err := filepath.Glob(filepath.Join(dir, "fixture-*"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(onDisk) != len(seeds) {
-		t.Errorf("got %d fixture seeds in %s, want %d (run go test -run TestFuzzParseSeeds -update)", len(onDisk), dir, len(seeds))
-	}
-	for name, want := range seeds {
-		got, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			t.Errorf("read seed: %v (run go test -run TestFuzzParseSeeds -update)", err)
-			continue
-		}
-		if string(got) != want {
-			t.Errorf("seed %s is out of date with the fixtures (run go test -run TestFuzzParseSeeds -update)", name)
-		}
-	}
+	testfixtures.CheckFuzzSeeds(t, filepath.Join("testdata", "fuzz", "FuzzParse"), fixtureSeeds(t), *update, "TestFuzzParseSeeds")
 }

@@ -91,3 +91,44 @@ func GitHubPayload(t testing.TB, event, name string) Payload {
 	}
 	return Payload{Event: event, Name: name, Body: body}
 }
+
+// CheckFuzzSeeds checks that dir (testdata/fuzz/TARGET) holds exactly the
+// seed files in seeds (name → content, names starting "fixture-"), or,
+// when update is set, rewrites them so it does. command names the test to
+// rerun with -update.
+func CheckFuzzSeeds(t testing.TB, dir string, seeds map[string]string, update bool, command string) {
+	t.Helper()
+	if update {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		old, _ := filepath.Glob(filepath.Join(dir, "fixture-*"))
+		for _, name := range old {
+			if err := os.Remove(name); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for name, content := range seeds {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	onDisk, err := filepath.Glob(filepath.Join(dir, "fixture-*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(onDisk) != len(seeds) {
+		t.Errorf("got %d fixture seeds in %s, want %d (run go test -run %s -update)", len(onDisk), dir, len(seeds), command)
+	}
+	for name, want := range seeds {
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Errorf("read seed: %v (run go test -run %s -update)", err, command)
+			continue
+		}
+		if string(got) != want {
+			t.Errorf("seed %s/%s is out of date with the fixtures (run go test -run %s -update)", dir, name, command)
+		}
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -174,39 +173,6 @@ func fuzzSeeds(t *testing.T) map[string]map[string]string {
 // -run TestFuzzSeeds -update rewrites them.
 func TestFuzzSeeds(t *testing.T) {
 	for target, seeds := range fuzzSeeds(t) {
-		dir := filepath.Join("testdata", "fuzz", target)
-		if *update {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			old, _ := filepath.Glob(filepath.Join(dir, "fixture-*"))
-			for _, name := range old {
-				if err := os.Remove(name); err != nil {
-					t.Fatal(err)
-				}
-			}
-			for name, content := range seeds {
-				if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		onDisk, err := filepath.Glob(filepath.Join(dir, "fixture-*"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(onDisk) != len(seeds) {
-			t.Errorf("got %d fixture seeds in %s, want %d (run go test -run TestFuzzSeeds -update)", len(onDisk), dir, len(seeds))
-		}
-		for name, want := range seeds {
-			got, err := os.ReadFile(filepath.Join(dir, name))
-			if err != nil {
-				t.Errorf("read seed: %v (run go test -run TestFuzzSeeds -update)", err)
-				continue
-			}
-			if string(got) != want {
-				t.Errorf("seed %s/%s is out of date with the fixtures (run go test -run TestFuzzSeeds -update)", target, name)
-			}
-		}
+		testfixtures.CheckFuzzSeeds(t, filepath.Join("testdata", "fuzz", target), seeds, *update, "TestFuzzSeeds")
 	}
 }

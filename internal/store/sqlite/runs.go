@@ -366,38 +366,22 @@ func decodeContinue(token string) (int64, error) {
 // Store, or for the poll interval to see writes made by other processes.
 // It starts no goroutine.
 func (s *Store) WatchRuns(ctx context.Context, from int64, fn func(store.RunEvent) error) error {
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		changed := s.changes()
+	return s.watch(ctx, from, func(from int64) (int64, int, error) {
 		runs, err := s.runsAfter(ctx, from)
 		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("watch runs after revision %d: %w", from, err)
+			return from, 0, err
 		}
 		for _, r := range runs {
 			if err := ctx.Err(); err != nil {
-				return err
+				return from, len(runs), errStop{err}
 			}
 			if err := fn(store.RunEvent{Revision: r.ResourceVersion, Run: r}); err != nil {
-				return err
+				return from, len(runs), errStop{err}
 			}
 			from = r.ResourceVersion
 		}
-		if len(runs) == watchBatch {
-			continue
-		}
-		timer := s.clock.NewTimer(s.poll)
-		select {
-		case <-ctx.Done():
-		case <-changed:
-		case <-timer.C():
-		}
-		timer.Stop()
-	}
+		return from, len(runs), nil
+	})
 }
 
 // runsAfter returns up to watchBatch runs last written after revision
