@@ -207,3 +207,16 @@ func startServer(t *testing.T, cfg, dataDir string) *server {
 	})
 	return s
 }
+
+// TestExampleUnitJob runs the README's example: lockstep's own unit job
+// (go build and go vet of a fresh clone of this repository).
+func TestExampleUnitJob(t *testing.T) {
+	t.Parallel()
+	stdout, stderr, err := runLockstep(t, "run", "unit", "--config", filepath.Join("..", "..", "examples", "lockstep.yaml"))
+	if err != nil {
+		t.Fatalf("lockstep run unit: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
+	}
+	if !strings.Contains(stderr, "unit success") {
+		t.Errorf("stderr does not report success:\n%s", stderr)
+	}
+}
