@@ -82,6 +82,7 @@ type Controller struct {
 	log     *slog.Logger
 	metrics *markerMetrics
 	roles   atomic.Pointer[roleIndex]
+	from    int64 // the store revision read when Run started
 }
 
 // Key is what the Controller reconciles: a finished run, or a marker.
@@ -136,7 +137,16 @@ func New(opts Options) (*Controller, error) {
 }
 
 // Run reconciles until ctx is done.
-func (c *Controller) Run(ctx context.Context) error { return c.ctrl.Run(ctx) }
+func (c *Controller) Run(ctx context.Context) error {
+	// The watch starts from the revision read before the first listing,
+	// so that every run is seen by one or the other.
+	rev, err := c.opts.Store.Revision(ctx)
+	if err != nil {
+		return fmt.Errorf("builds: read store revision: %w", err)
+	}
+	c.from = rev
+	return c.ctrl.Run(ctx)
+}
 
 // roleIndex says, for one configuration, which jobs produce builds and
 // which markers each job gates.
@@ -172,14 +182,10 @@ func (idx *roleIndex) interesting(repo, job string) bool {
 	return idx.produces[k] || len(idx.gates[k]) > 0
 }
 
-// watch feeds the Controller the runs that finish from now on, of jobs
-// that produce builds or gate markers.
+// watch feeds the Controller the runs that finish from Run's start on, of
+// jobs that produce builds or gate markers.
 func (c *Controller) watch(ctx context.Context, enqueue func(Key)) error {
-	rev, err := c.opts.Store.Revision(ctx)
-	if err != nil {
-		return fmt.Errorf("read store revision: %w", err)
-	}
-	return c.opts.Store.WatchRuns(ctx, rev, func(ev store.RunEvent) error {
+	return c.opts.Store.WatchRuns(ctx, c.from, func(ev store.RunEvent) error {
 		r := ev.Run
 		if r.Status.State.Terminal() && c.rolesOf(c.opts.Config()).interesting(r.Spec.Refs.Repo, r.Spec.Job) {
 			enqueue(Key{Run: r.ID})
