@@ -98,39 +98,40 @@ func (r *Repo) jobs(name string) []Job {
 
 // Presubmit returns r's presubmit called name.
 func (r *Repo) Presubmit(name string) (Presubmit, bool) {
-	if r != nil {
-		for _, j := range r.Presubmits {
-			if j.Name == name {
-				return j, true
-			}
-		}
+	if r == nil {
+		return Presubmit{}, false
 	}
-	return Presubmit{}, false
+	return findJob(r.Presubmits, name)
 }
 
 // Postsubmit returns r's postsubmit called name.
 func (r *Repo) Postsubmit(name string) (Postsubmit, bool) {
-	if r != nil {
-		for _, j := range r.Postsubmits {
-			if j.Name == name {
-				return j, true
-			}
-		}
+	if r == nil {
+		return Postsubmit{}, false
 	}
-	return Postsubmit{}, false
+	return findJob(r.Postsubmits, name)
 }
 
 // Periodic returns r's periodic called name.
 func (r *Repo) Periodic(name string) (Periodic, bool) {
-	if r != nil {
-		for _, j := range r.Periodics {
-			if j.Name == name {
-				return j, true
-			}
+	if r == nil {
+		return Periodic{}, false
+	}
+	return findJob(r.Periodics, name)
+}
+
+// findJob returns the job of jobs called name.
+func findJob[J interface{ jobName() string }](jobs []J, name string) (J, bool) {
+	for _, j := range jobs {
+		if j.jobName() == name {
+			return j, true
 		}
 	}
-	return Periodic{}, false
+	var zero J
+	return zero, false
 }
+
+func (j JobBase) jobName() string { return j.Name }
 
 // EffectiveCloneURL returns where executors fetch the repository name
 // ("owner/name"): CloneURL, or https://github.com/OWNER/NAME.git when it is
