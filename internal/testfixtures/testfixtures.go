@@ -1,6 +1,7 @@
 // Package testfixtures locates the public test fixtures lockstep's tests
-// read: the GitHub webhook payloads kept beside the repository in
-// ../shared/fixtures (see that directory's README). Only tests import it.
+// read: the GitHub webhook payloads copied into the repository's
+// testdata/github-webhooks (see testdata/README.md for where they come
+// from and their licence). Only tests import it.
 //
 // The fixtures are required: a test that cannot find them fails, saying
 // where it looked, rather than passing without them.
@@ -47,12 +48,12 @@ func ModuleRoot(t testing.TB) string {
 }
 
 // GitHubWebhooksDir returns the directory of GitHub webhook payloads,
-// ../shared/fixtures/github-webhooks relative to the module root.
+// testdata/github-webhooks under the module root.
 func GitHubWebhooksDir(t testing.TB) string {
 	t.Helper()
-	dir := filepath.Join(ModuleRoot(t), "..", "shared", "fixtures", "github-webhooks")
+	dir := filepath.Join(ModuleRoot(t), "testdata", "github-webhooks")
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		t.Fatalf("GitHub webhook fixtures not found at %s (check out the shared fixtures beside the repository): %v", dir, err)
+		t.Fatalf("GitHub webhook fixtures not found at %s (they are part of the repository; is the checkout complete?): %v", dir, err)
 	}
 	return dir
 }
