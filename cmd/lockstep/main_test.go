@@ -136,7 +136,7 @@ repos:
 		`repos["acme/widget"].presubmits[0].timeout`,
 		`repos["acme/widget"].presubmits[1].name`,
 		`repos["acme/widget"].periodics[0]`,
-		"3 problem(s)",
+		": 3 problems\n",
 	} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("validate output lacks %q:\n%s", want, stderr)
@@ -146,6 +146,63 @@ repos:
 	good := writeFile(t, filepath.Join(t.TempDir(), "lockstep.yaml"), "repos: {}\n")
 	if stdout, stderr, err := runLockstep(t, "validate", "--config", good); err != nil || !strings.Contains(stdout, "valid") {
 		t.Errorf("valid config: err %v, stdout %q, stderr %q", err, stdout, stderr)
+	}
+}
+
+// TestValidatePluralises: counts are written the way one says them.
+func TestValidatePluralises(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	tests := []struct{ yaml, want string }{
+		{"repos: {}\n", "(0 repositories, 0 jobs)"},
+		{"repos:\n  acme/widget: {presubmits: [{name: unit, run: 'true'}]}\n", "(1 repository, 1 job)"},
+		{"repos:\n  acme/widget: {presubmits: [{name: unit, run: 'true'}, {name: lint, run: 'true'}]}\n  acme/gadget: {}\n", "(2 repositories, 2 jobs)"},
+	}
+	for i, tt := range tests {
+		cfg := writeFile(t, filepath.Join(dir, fmt.Sprintf("%d.yaml", i)), tt.yaml)
+		stdout, stderr, err := runLockstep(t, "validate", "--config", cfg)
+		if err != nil || !strings.HasSuffix(stdout, ": valid "+tt.want+"\n") {
+			t.Errorf("validate %q: err %v, stdout %q, stderr %q; want %s", tt.yaml, err, stdout, stderr, tt.want)
+		}
+	}
+	one := writeFile(t, filepath.Join(dir, "one.yaml"), "repos:\n  acme/widget: {presubmits: [{name: unit}]}\n")
+	if _, stderr, err := runLockstep(t, "validate", "--config", one); err == nil || !strings.HasSuffix(stderr, ": 1 problem\n") {
+		t.Errorf("validate with one problem: err %v, stderr %q, want it to end \": 1 problem\"", err, stderr)
+	}
+}
+
+// TestMissingFilesFoundEarly: a file the configuration names that is not
+// there is reported by validate and stops serve from starting, with the
+// field's path, instead of every webhook being refused later.
+func TestMissingFilesFoundEarly(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := writeFile(t, filepath.Join(dir, "lockstep.yaml"), `github:
+  token_file: token
+  webhook_secret_file: hook-secret
+`)
+	want := []string{
+		cfg + ":2:3: github.token_file: file " + filepath.Join(dir, "token") + " does not exist",
+		cfg + ":3:3: github.webhook_secret_file: file " + filepath.Join(dir, "hook-secret") + " does not exist",
+	}
+	_, stderr, err := runLockstep(t, "validate", "--config", cfg)
+	if code, ok := err.(exitError); !ok || code != 1 {
+		t.Errorf("validate: err = %v, want exit status 1", err)
+	}
+	for _, w := range append(want, ": 2 problems") {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("validate output lacks %q:\n%s", w, stderr)
+		}
+	}
+
+	_, stderr, err = runLockstep(t, "serve", "--config", cfg, "--data-dir", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0")
+	if err == nil {
+		t.Fatal("serve started with missing files")
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("serve error lacks %q:\n%v\n%s", w, err, stderr)
+		}
 	}
 }
 

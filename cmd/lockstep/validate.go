@@ -24,13 +24,22 @@ func validateCmd(args []string, stdout, stderr io.Writer) error {
 		for _, p := range problems {
 			fmt.Fprintln(stderr, p)
 		}
-		fmt.Fprintf(stderr, "%s: %d problem(s)\n", *configPath, len(problems))
+		fmt.Fprintf(stderr, "%s: %s\n", *configPath, plural(len(problems), "problem", "problems"))
 		return exitError(1)
 	}
 	jobs := 0
 	for _, r := range cfg.Repos {
 		jobs += len(r.Presubmits) + len(r.Postsubmits) + len(r.Periodics)
 	}
-	fmt.Fprintf(stdout, "%s: valid (%d repositories, %d jobs)\n", *configPath, len(cfg.Repos), jobs)
+	fmt.Fprintf(stdout, "%s: valid (%s, %s)\n", *configPath,
+		plural(len(cfg.Repos), "repository", "repositories"), plural(jobs, "job", "jobs"))
 	return nil
+}
+
+// plural returns n and the noun in the form n takes: "1 job", "0 jobs".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, one)
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -1,7 +1,13 @@
 package config
 
 import (
+	"bytes"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -152,12 +158,98 @@ func (c *Config) validateForge(p *problemList) {
 // loginRE matches GitHub logins.
 var loginRE = ownerRE
 
+// fileKind says what a file the configuration names must hold.
+type fileKind int
+
+const (
+	secretFile fileKind = iota // a non-empty secret (a token, the webhook secret)
+	pemKeyFile                 // a PEM-encoded private key
+)
+
+// namedFile is a file the configuration names: a field whose YAML name
+// ends in _file.
+type namedFile struct {
+	path  string // the field's path, as problems name it
+	value *string
+	kind  fileKind
+}
+
+// files returns every file field of the configuration. resolveFiles and
+// checkFiles read this one list, so a field added here is both resolved
+// against the configuration's directory and checked by Load; a test
+// fails if a *_file field is missing from it.
+func (c *Config) files() []namedFile {
+	return []namedFile{
+		{"github.token_file", &c.GitHub.TokenFile, secretFile},
+		{"github.private_key_file", &c.GitHub.PrivateKeyFile, pemKeyFile},
+		{"github.webhook_secret_file", &c.GitHub.WebhookSecretFile, secretFile},
+	}
+}
+
 // resolveFiles makes the relative file paths of the forge settings
 // absolute against dir, the configuration file's directory.
 func (c *Config) resolveFiles(dir string) {
-	for _, f := range []*string{&c.GitHub.TokenFile, &c.GitHub.PrivateKeyFile, &c.GitHub.WebhookSecretFile} {
-		if *f != "" && !filepath.IsAbs(*f) {
-			*f = filepath.Join(dir, *f)
+	for _, f := range c.files() {
+		if *f.value != "" && !filepath.IsAbs(*f.value) {
+			*f.value = filepath.Join(dir, *f.value)
 		}
 	}
+}
+
+// checkFiles reads every file the configuration names (relative paths
+// against dir) and returns a problem, with the field's path, for each
+// that is missing, unreadable, empty, or not what the field needs: a
+// missing secret found at start is better than every webhook refused
+// later.
+func (c *Config) checkFiles(dir string) problemList {
+	var p problemList
+	for _, f := range c.files() {
+		name := *f.value
+		if name == "" {
+			continue
+		}
+		var note string
+		if !filepath.IsAbs(name) {
+			name = filepath.Join(dir, name)
+			note = fmt.Sprintf(" (relative paths are read from the configuration file's directory, %s)", dir)
+		}
+		problem := func(format string, args ...any) { p.addf(f.path, "%s%s", fmt.Sprintf(format, args...), note) }
+		fi, err := os.Stat(name)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			problem("file %s does not exist", name)
+			continue
+		case err != nil:
+			problem("cannot read %s: %v", name, unwrapPathError(err))
+			continue
+		case fi.IsDir():
+			problem("%s is a directory, not a file", name)
+			continue
+		}
+		b, err := os.ReadFile(name)
+		if err != nil {
+			problem("cannot read %s: %v", name, unwrapPathError(err))
+			continue
+		}
+		switch f.kind {
+		case secretFile:
+			if len(bytes.TrimSpace(b)) == 0 {
+				problem("file %s is empty", name)
+			}
+		case pemKeyFile:
+			if block, _ := pem.Decode(b); block == nil || !strings.HasSuffix(block.Type, "PRIVATE KEY") {
+				problem("file %s holds no PEM-encoded private key (the .pem file GitHub gives for the App)", name)
+			}
+		}
+	}
+	return p
+}
+
+// unwrapPathError returns the reason of a *fs.PathError, whose path the
+// message already names.
+func unwrapPathError(err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return pe.Err
+	}
+	return err
 }

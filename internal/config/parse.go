@@ -27,8 +27,10 @@ func Default() *Config {
 
 // Load reads the file at path, parses it strictly and validates it. Every
 // problem is returned at once, joined with errors.Join, each prefixed with
-// path and the line it is on. A clone_url that is a relative local path
-// is made absolute against path's directory.
+// path and the line it is on. Every file the configuration names (the
+// *_file fields) must exist and hold what the field needs. A clone_url or
+// *_file that is a relative local path is made absolute against path's
+// directory.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -44,9 +46,13 @@ func load(name string, data []byte) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	dir, err := filepath.Abs(filepath.Dir(name))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
 	// Unknown fields do not stop validation: the user gets every problem
-	// in one pass.
-	for _, p := range Problems(c.Validate()) {
+	// in one pass, the files the configuration names included.
+	for _, p := range append(Problems(c.Validate()), c.checkFiles(dir)...) {
 		var e *Error
 		if !errors.As(p, &e) {
 			return nil, p // Validate returns only *Error
@@ -59,10 +65,8 @@ func load(name string, data []byte) (*Config, error) {
 	if len(problems) > 0 {
 		return nil, joinSorted(problems)
 	}
-	if dir, err := filepath.Abs(filepath.Dir(name)); err == nil {
-		c.resolveCloneURLs(dir)
-		c.resolveFiles(dir)
-	}
+	c.resolveCloneURLs(dir)
+	c.resolveFiles(dir)
 	return c, nil
 }
 
