@@ -19,12 +19,13 @@ import (
 
 // newForge returns the GitHub client, or, when no credentials are
 // configured, the offline forge: runs then come from signed webhooks
-// (lockstep hook send) with trust from the configuration's lists, and
+// (lockstep hook send) with trust from the configuration's lists, the
+// pull requests known are those the store recorded from webhooks, and
 // nothing is posted anywhere.
-func newForge(g config.GitHub, reg prometheus.Registerer, log *slog.Logger) (forge.Client, error) {
+func newForge(g config.GitHub, pulls offline.PullStates, reg prometheus.Registerer, log *slog.Logger) (forge.Client, error) {
 	if !g.Configured() {
-		log.Info("no GitHub credentials configured: working offline; trust comes from trust.users, and labels, comments and statuses are only logged")
-		return &offline.Forge{Logger: log}, nil
+		log.Info("no GitHub credentials configured: working offline; trust comes from trust.users, pull requests from the webhooks received, and labels, comments and statuses are only logged")
+		return &offline.Forge{Logger: log, Pulls: pulls}, nil
 	}
 	return newGitHub(g, reg, log)
 }

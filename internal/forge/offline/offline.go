@@ -1,17 +1,20 @@
 // Package offline is the forge lockstep uses when no forge credentials
 // are configured: runs still start from signed webhooks (lockstep hook
 // send) and from the CLI, but nothing is read from or written to a forge.
-// Trust comes from the configuration's lists alone, pull requests cannot
-// be looked up, and labels, comments and statuses are logged instead of
-// posted.
+// Trust comes from the configuration's lists alone, the pull requests
+// lockstep knows are those it has seen in pull_request webhooks (as the
+// store keeps them), and labels, comments and statuses are logged instead
+// of posted.
 package offline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 
 	"github.com/lockstep-ci/lockstep/internal/forge"
+	"github.com/lockstep-ci/lockstep/internal/store"
 )
 
 var _ forge.Client = (*Forge)(nil)
@@ -19,10 +22,20 @@ var _ forge.Client = (*Forge)(nil)
 // errOffline explains why a lookup fails.
 var errOffline = fmt.Errorf("%w: no forge credentials are configured (set github.token_file or a GitHub App)", forge.ErrNotFound)
 
-// Forge answers every question as a forge that knows nothing would. Its
-// zero value logs to slog's default logger.
+// PullStates is where the offline forge finds pull requests: the store,
+// in which the trigger records the newest state of every pull request a
+// webhook told it about. Being the store, it survives restarts.
+type PullStates interface {
+	GetPullState(ctx context.Context, repo string, number int) (*store.PullState, error)
+}
+
+// Forge answers every question as a forge that knows only what webhooks
+// said would. Its zero value knows no pull request and logs to slog's
+// default logger. It is safe for concurrent use if Pulls is.
 type Forge struct {
 	Logger *slog.Logger
+	// Pulls holds the pull requests seen through webhooks; nil means none.
+	Pulls PullStates
 }
 
 func (f *Forge) log() *slog.Logger {
@@ -32,9 +45,26 @@ func (f *Forge) log() *slog.Logger {
 	return f.Logger
 }
 
-// GetPull fails: without a forge, a pull request cannot be looked up.
+// GetPull returns the newest state of the pull request that webhooks
+// reported, so that commands on it work offline. A pull request no
+// pull_request webhook named fails with forge.ErrNotFound.
 func (f *Forge) GetPull(ctx context.Context, repo string, number int) (*forge.Pull, error) {
-	return nil, fmt.Errorf("look up %s#%d: %w", repo, number, errOffline)
+	if f.Pulls == nil {
+		return nil, fmt.Errorf("look up %s#%d: %w", repo, number, errOffline)
+	}
+	p, err := f.Pulls.GetPullState(ctx, repo, number)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, fmt.Errorf("look up %s#%d: %w: working offline, lockstep knows only the pull requests it received a pull_request webhook for; send one first (lockstep hook send --event pull_request)", repo, number, forge.ErrNotFound)
+	case err != nil:
+		return nil, fmt.Errorf("look up %s#%d: %w", repo, number, err)
+	}
+	return &forge.Pull{
+		Repo: p.Repo, Number: p.Number, State: p.State, Draft: p.Draft, Author: p.Author,
+		HeadSHA: p.HeadSHA, HeadRef: p.HeadRef, BaseRef: p.BaseRef, BaseSHA: p.BaseSHA,
+		Labels: append([]string(nil), p.Labels...), Mergeable: p.Mergeable, UpdatedAt: p.UpdatedAt,
+		HeadCloneURL: p.HeadCloneURL,
+	}, nil
 }
 
 // ListOpenPulls returns none.
