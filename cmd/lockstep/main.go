@@ -42,7 +42,7 @@ Usage:
   lockstep serve    [--config lockstep.yaml] [--data-dir ./lockstep-data] [--listen 127.0.0.1:8080]
   lockstep run JOB  [--config lockstep.yaml] [--repo OWNER/NAME] [--ref REF]
   lockstep validate [--config lockstep.yaml]
-  lockstep hook send --url URL --secret-file FILE --event EVENT PAYLOAD.json
+  lockstep hook send [--url URL] --secret-file FILE --event EVENT (PAYLOAD.json | --pr N --repo OWNER/NAME [--git DIR] [--comment TEXT])
   lockstep version
 
 Run "lockstep COMMAND -h" for a command's flags.

@@ -41,6 +41,10 @@ func knownEvents() []string {
 	return []string{"pull_request", "issue_comment", "push", "check_run", "check_suite"}
 }
 
+// KnownEvents returns the events lockstep acts on, the X-GitHub-Event
+// values the intake stores.
+func KnownEvents() []string { return knownEvents() }
+
 // Known reports whether lockstep acts on event, an X-GitHub-Event value.
 func Known(event string) bool {
 	return slices.Contains(knownEvents(), event)
