@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -180,4 +181,105 @@ func openedPayload(t *testing.T, dir string, n int, author, head, base string) s
 		t.Fatal(err)
 	}
 	return writeFile(t, filepath.Join(dir, fmt.Sprintf("opened-%d.json", n)), string(body))
+}
+
+// TestServeOfflineCommandsAcrossRestart: offline, the pull requests
+// lockstep knows are those its webhooks described, kept in the store: a
+// /test command after a restart runs on the head the pull_request
+// webhook named, and a synchronize after that moves the head.
+func TestServeOfflineCommandsAcrossRestart(t *testing.T) {
+	t.Parallel()
+	repoDir := gitRepo(t)
+	git := func(args ...string) string { return gitOut(t, repoDir, args...) }
+	git("checkout", "-q", "-b", "fix")
+	writeFile(t, filepath.Join(repoDir, "fix.txt"), "1\n")
+	git("add", ".")
+	git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "fix")
+	first := git("rev-parse", "HEAD")
+	git("checkout", "-q", "main")
+
+	dir := t.TempDir()
+	secret := writeFile(t, filepath.Join(dir, "secret"), "hook-secret\n")
+	cfg := writeFile(t, filepath.Join(dir, "lockstep.yaml"), fmt.Sprintf(`
+github:
+  webhook_secret_file: secret
+trust:
+  users: [alice]
+repos:
+  acme/widget:
+    clone_url: %s
+    presubmits:
+      - name: unit
+        always_run: true
+        run: test -f fix.txt
+      - name: lint
+        run: test -f README
+`, repoDir))
+	data := filepath.Join(dir, "data")
+	send := func(srv *server, args ...string) {
+		t.Helper()
+		args = append([]string{"hook", "send", "--url", "http://" + srv.addr + "/hook", "--secret-file", secret, "--repo", "acme/widget", "--pr", "4", "--user", "alice"}, args...)
+		if stdout, stderr, err := runLockstep(t, args...); err != nil || !strings.Contains(stdout, "202") {
+			t.Fatalf("hook send %q: %v\n%s%s", args, err, stdout, stderr)
+		}
+	}
+	type apiRun struct {
+		Job, SHA, State, Cause string
+	}
+	// waitRuns waits until every run of the pull request has finished and
+	// there are n of them, and returns them as job@sha/state.
+	waitRuns := func(srv *server, n int) []string {
+		t.Helper()
+		var got []string
+		pollUntil(t, fmt.Sprintf("%d finished runs", n), func() bool {
+			resp, err := http.Get("http://" + srv.addr + "/api/v1/runs?repo=acme/widget&pr=4")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var page struct{ Runs []apiRun }
+			if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+				t.Fatal(err)
+			}
+			got = got[:0]
+			for _, r := range page.Runs {
+				switch r.State {
+				case "pending", "scheduled", "running":
+					return false
+				}
+				got = append(got, fmt.Sprintf("%s@%s/%s", r.Job, r.SHA[:7], r.State))
+			}
+			return len(got) == n
+		})
+		slices.Sort(got)
+		return got
+	}
+
+	srv := startServer(t, cfg, data)
+	send(srv, "--event", "pull_request", "--git", repoDir, "--head", "fix")
+	waitRuns(srv, 1)
+	// Stop it, and start again on the same data directory.
+	if err := srv.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-srv.done
+	srv = startServer(t, cfg, data)
+	send(srv, "--event", "issue_comment", "--comment", "/test lint")
+	if got, want := waitRuns(srv, 2), []string{"lint@" + first[:7] + "/success", "unit@" + first[:7] + "/success"}; !slices.Equal(got, want) {
+		t.Errorf("runs after /test lint across a restart: %v, want %v", got, want)
+	}
+
+	git("checkout", "-q", "fix")
+	writeFile(t, filepath.Join(repoDir, "fix.txt"), "2\n")
+	git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-am", "fix again")
+	second := git("rev-parse", "HEAD")
+	git("checkout", "-q", "main")
+	send(srv, "--event", "pull_request", "--action", "synchronize", "--git", repoDir, "--head", "fix")
+	waitRuns(srv, 3) // the new head's unit; deliveries are processed concurrently
+	send(srv, "--event", "issue_comment", "--comment", "/test lint")
+	want := []string{"lint@" + first[:7] + "/success", "lint@" + second[:7] + "/success", "unit@" + first[:7] + "/success", "unit@" + second[:7] + "/success"}
+	slices.Sort(want)
+	if got := waitRuns(srv, 4); !slices.Equal(got, want) {
+		t.Errorf("runs after synchronize and /test lint: %v, want %v", got, want)
+	}
 }

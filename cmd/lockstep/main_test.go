@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -219,11 +220,27 @@ type server struct {
 	cmd  *exec.Cmd
 	addr string
 	done chan error
+
+	mu  sync.Mutex // mu guards log
+	log bytes.Buffer
+}
+
+// Log returns what the server has logged so far.
+func (s *server) Log() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.log.String()
 }
 
 func startServer(t *testing.T, cfg, dataDir string) *server {
 	t.Helper()
-	cmd := lockstepCmd(context.Background(), "serve", "--config", cfg, "--data-dir", dataDir, "--listen", "127.0.0.1:0")
+	return startServerCmd(t, lockstepCmd(context.Background(), "serve", "--config", cfg, "--data-dir", dataDir, "--listen", "127.0.0.1:0"))
+}
+
+// startServerCmd starts cmd, a lockstep serve, and returns once it listens
+// (as its log says); the test's end kills it.
+func startServerCmd(t *testing.T, cmd *exec.Cmd) *server {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -237,6 +254,9 @@ func startServer(t *testing.T, cfg, dataDir string) *server {
 		sc := bufio.NewScanner(stderr)
 		re := regexp.MustCompile(`addr=http://(\S+)`)
 		for sc.Scan() {
+			s.mu.Lock()
+			s.log.WriteString(sc.Text() + "\n")
+			s.mu.Unlock()
 			if m := re.FindStringSubmatch(sc.Text()); m != nil {
 				select {
 				case addrCh <- m[1]:
