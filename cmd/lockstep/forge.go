@@ -85,18 +85,23 @@ func newGitHub(g config.GitHub, reg prometheus.Registerer, log *slog.Logger) (*g
 }
 
 // webhookSecret returns a function reading the webhook secret file named
-// by the current configuration; nil secret means none is configured.
-func webhookSecret(getter *config.Getter, log *slog.Logger) func() []byte {
-	return func() []byte {
+// by the current configuration; a nil secret and no error means none is
+// configured.
+func webhookSecret(getter *config.Getter, log *slog.Logger) func() ([]byte, error) {
+	return func() ([]byte, error) {
 		path := getter.Get().GitHub.WebhookSecretFile
 		if path == "" {
-			return nil
+			return nil, nil
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
 			log.Error("cannot read the webhook secret; refusing deliveries", "file", path, "err", err)
-			return nil
+			return nil, fmt.Errorf("github.webhook_secret_file: %w", err)
 		}
-		return bytes.TrimSpace(b)
+		b = bytes.TrimSpace(b)
+		if len(b) == 0 {
+			return nil, fmt.Errorf("github.webhook_secret_file: %s is empty", path)
+		}
+		return b, nil
 	}
 }

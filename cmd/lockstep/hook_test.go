@@ -22,7 +22,7 @@ func TestHookSend(t *testing.T) {
 	var mu sync.Mutex
 	var got []webhook.Delivery
 	srv := httptest.NewServer(webhook.NewHandler(webhook.HandlerOptions{
-		Secret: func() []byte { return []byte("s3cret") },
+		Secret: func() ([]byte, error) { return []byte("s3cret"), nil },
 		Sink: webhook.SinkFunc(func(ctx context.Context, d webhook.Delivery) (bool, error) {
 			mu.Lock()
 			defer mu.Unlock()

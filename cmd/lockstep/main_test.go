@@ -205,6 +205,21 @@ func TestMissingFilesFoundEarly(t *testing.T) {
 			t.Errorf("serve error lacks %q:\n%v\n%s", w, err, stderr)
 		}
 	}
+
+	// A secret file removed after the start: deliveries are refused,
+	// saying the secret cannot be read rather than that none is
+	// configured.
+	secret := writeFile(t, filepath.Join(dir, "hook-secret"), "s3cret\n")
+	writeFile(t, filepath.Join(dir, "token"), "t0ken\n")
+	srv := startServer(t, cfg, filepath.Join(dir, "data"))
+	copied := writeFile(t, filepath.Join(dir, "copy"), "s3cret\n")
+	if err := os.Remove(secret); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _, err := runLockstep(t, "hook", "send", "--url", "http://"+srv.addr+"/hook", "--secret-file", copied, "--event", "ping", cfg)
+	if want := "cannot read its webhook secret: github.webhook_secret_file: open " + secret; err == nil || !strings.Contains(stdout, "500") || !strings.Contains(stdout, want) {
+		t.Errorf("delivery after the secret file was removed: err %v, stdout %q; want a 500 saying %q", err, stdout, want)
+	}
 }
 
 func TestUnknownCommand(t *testing.T) {

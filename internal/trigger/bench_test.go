@@ -29,7 +29,7 @@ func BenchmarkIntakeDurable(b *testing.B) {
 	st := openStore(b, filepath.Join(b.TempDir(), "lockstep.db"))
 	body := testfixtures.GitHubPayload(b, "pull_request", "labeled.payload.json").Body
 	sig := webhook.Sign(secret, body)
-	h := webhook.NewHandler(webhook.HandlerOptions{Secret: func() []byte { return secret }, Sink: trigger.Sink(st), Logger: quiet})
+	h := webhook.NewHandler(webhook.HandlerOptions{Secret: func() ([]byte, error) { return secret, nil }, Sink: trigger.Sink(st), Logger: quiet})
 	var seq atomic.Int64
 	b.SetParallelism(8)
 	b.ResetTimer()
@@ -65,7 +65,7 @@ func BenchmarkIntakeLatency(b *testing.B) {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = proc.Run(ctx) })
 	defer func() { cancel(); wg.Wait() }()
-	srv := httptest.NewServer(webhook.NewHandler(webhook.HandlerOptions{Secret: func() []byte { return secret }, Sink: trigger.Sink(st), Logger: quiet}))
+	srv := httptest.NewServer(webhook.NewHandler(webhook.HandlerOptions{Secret: func() ([]byte, error) { return secret, nil }, Sink: trigger.Sink(st), Logger: quiet}))
 	defer srv.Close()
 	// Warm the trust cache, as a running lockstep's would be.
 	e.handle(prEvent("opened", e.pull(1, trusted, "warm"), trusted))

@@ -45,7 +45,7 @@ func startInstance(t *testing.T, e *env, dbPath, addr string) *instance {
 	proc := trigger.NewProcessor(trigger.ProcessorOptions{Store: st, Trigger: trig, Logger: quiet})
 	mux := http.NewServeMux()
 	mux.Handle("POST /hook", webhook.NewHandler(webhook.HandlerOptions{
-		Secret: func() []byte { return secret }, Sink: trigger.Sink(st), Logger: quiet,
+		Secret: func() ([]byte, error) { return secret, nil }, Sink: trigger.Sink(st), Logger: quiet,
 	}))
 	var ln net.Listener
 	deadline := time.Now().Add(10 * time.Second)

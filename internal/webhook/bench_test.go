@@ -30,7 +30,7 @@ func BenchmarkHandler(b *testing.B) {
 	p := largestPullRequest(b)
 	sig := Sign(testSecret, p.Body)
 	h := NewHandler(HandlerOptions{
-		Secret: func() []byte { return testSecret },
+		Secret: func() ([]byte, error) { return testSecret, nil },
 		Sink:   SinkFunc(func(context.Context, Delivery) (bool, error) { return false, nil }),
 	})
 	newRequest := func() *http.Request {

@@ -116,8 +116,10 @@ const (
 type HandlerOptions struct {
 	// Secret returns the webhook secret. It is called for every delivery,
 	// so a reloaded configuration takes effect at once. Required. While it
-	// returns an empty secret every delivery is refused with 500.
-	Secret func() []byte
+	// returns an empty secret (none is configured) or an error (the
+	// configured one cannot be read) every delivery is refused with 500,
+	// saying which.
+	Secret func() ([]byte, error)
 	// Sink keeps accepted deliveries. Required.
 	Sink Sink
 	// Clock stamps Delivery.ReceivedAt; nil means the real clock.
@@ -219,9 +221,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.refuse(http.StatusUnauthorized, OutcomeUnauthorized, "missing "+HeaderSignature+" header: set a secret on the webhook")
 		return
 	}
-	secret := h.opts.Secret()
-	if len(secret) == 0 {
-		a.refuse(http.StatusInternalServerError, OutcomeNoSecret, "lockstep has no webhook secret configured")
+	secret, err := h.opts.Secret()
+	switch {
+	case err != nil:
+		a.refuse(http.StatusInternalServerError, OutcomeNoSecret, fmt.Sprintf("lockstep cannot read its webhook secret: %v", err))
+		return
+	case len(secret) == 0:
+		a.refuse(http.StatusInternalServerError, OutcomeNoSecret, "lockstep has no webhook secret configured (github.webhook_secret_file)")
 		return
 	}
 	if r.ContentLength > h.opts.MaxBody {

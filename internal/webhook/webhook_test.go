@@ -99,7 +99,7 @@ func newTestHandler(t *testing.T, maxBody int64) *testHandler {
 		clock:   clocktesting.NewFakePassiveClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)),
 	}
 	th.handler = NewHandler(HandlerOptions{
-		Secret:  func() []byte { return testSecret },
+		Secret:  func() ([]byte, error) { return testSecret, nil },
 		Sink:    th.sink,
 		Clock:   th.clock,
 		MaxBody: maxBody,
@@ -447,7 +447,13 @@ func TestHandlerSecret(t *testing.T) {
 	set := func(s string) { b := []byte(s); secret.Store(&b) }
 	set("")
 	sink := &memorySink{}
-	h := NewHandler(HandlerOptions{Secret: func() []byte { return *secret.Load() }, Sink: sink})
+	var unreadable atomic.Bool
+	h := NewHandler(HandlerOptions{Secret: func() ([]byte, error) {
+		if unreadable.Load() {
+			return nil, errors.New("github.webhook_secret_file: gone")
+		}
+		return *secret.Load(), nil
+	}, Sink: sink})
 	body := []byte(`{"ref":"refs/heads/main","after":"abc","repository":{"full_name":"o/r"}}`)
 	send := func(id, key string) *httptest.ResponseRecorder {
 		r := signedRequest("push", id, body)
@@ -459,6 +465,11 @@ func TestHandlerSecret(t *testing.T) {
 	if w := send("a", ""); w.Code != http.StatusInternalServerError || !strings.Contains(w.Body.String(), "no webhook secret configured") {
 		t.Errorf("no secret: got %d %q, want 500 naming the missing secret", w.Code, w.Body)
 	}
+	unreadable.Store(true) // configured, but its file is gone
+	if w := send("a2", ""); w.Code != http.StatusInternalServerError || !strings.Contains(w.Body.String(), "cannot read its webhook secret: github.webhook_secret_file: gone") {
+		t.Errorf("unreadable secret: got %d %q, want 500 saying it cannot be read, and why", w.Code, w.Body)
+	}
+	unreadable.Store(false)
 	set("one")
 	if w := send("b", "one"); w.Code != http.StatusAccepted {
 		t.Errorf("secret one: got status %d, want 202", w.Code)
@@ -483,7 +494,7 @@ func TestNewHandlerRequiresSecretAndSink(t *testing.T) {
 	t.Parallel()
 	for _, opts := range []HandlerOptions{
 		{Sink: &memorySink{}},
-		{Secret: func() []byte { return testSecret }},
+		{Secret: func() ([]byte, error) { return testSecret, nil }},
 	} {
 		func() {
 			defer func() {
