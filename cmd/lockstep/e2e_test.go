@@ -186,7 +186,8 @@ func openedPayload(t *testing.T, dir string, n int, author, head, base string) s
 // TestServeOfflineCommandsAcrossRestart: offline, the pull requests
 // lockstep knows are those its webhooks described, kept in the store: a
 // /test command after a restart runs on the head the pull_request
-// webhook named, and a synchronize after that moves the head.
+// webhook named, and a synchronize after that moves the head. Jobs with
+// run_if_changed run by the files git says the pull request changes.
 func TestServeOfflineCommandsAcrossRestart(t *testing.T) {
 	t.Parallel()
 	repoDir := gitRepo(t)
@@ -214,6 +215,12 @@ repos:
         run: test -f fix.txt
       - name: lint
         run: test -f README
+      - name: changed           # offline, changed files come from git
+        run_if_changed: '^fix\.txt$'
+        run: "true"
+      - name: docs
+        run_if_changed: '^docs/'
+        run: "true"
 `, repoDir))
 	data := filepath.Join(dir, "data")
 	send := func(srv *server, args ...string) {
@@ -257,7 +264,7 @@ repos:
 
 	srv := startServer(t, cfg, data)
 	send(srv, "--event", "pull_request", "--git", repoDir, "--head", "fix")
-	waitRuns(srv, 1)
+	waitRuns(srv, 2)
 	// Stop it, and start again on the same data directory.
 	if err := srv.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -265,7 +272,7 @@ repos:
 	<-srv.done
 	srv = startServer(t, cfg, data)
 	send(srv, "--event", "issue_comment", "--comment", "/test lint")
-	if got, want := waitRuns(srv, 2), []string{"lint@" + first[:7] + "/success", "unit@" + first[:7] + "/success"}; !slices.Equal(got, want) {
+	if got, want := waitRuns(srv, 3), []string{"changed@" + first[:7] + "/success", "lint@" + first[:7] + "/success", "unit@" + first[:7] + "/success"}; !slices.Equal(got, want) {
 		t.Errorf("runs after /test lint across a restart: %v, want %v", got, want)
 	}
 
@@ -275,11 +282,16 @@ repos:
 	second := git("rev-parse", "HEAD")
 	git("checkout", "-q", "main")
 	send(srv, "--event", "pull_request", "--action", "synchronize", "--git", repoDir, "--head", "fix")
-	waitRuns(srv, 3) // the new head's unit; deliveries are processed concurrently
+	waitRuns(srv, 5) // the new head's automatic runs; deliveries are processed concurrently
 	send(srv, "--event", "issue_comment", "--comment", "/test lint")
-	want := []string{"lint@" + first[:7] + "/success", "lint@" + second[:7] + "/success", "unit@" + first[:7] + "/success", "unit@" + second[:7] + "/success"}
+	var want []string
+	for _, sha := range []string{first, second} {
+		for _, job := range []string{"changed", "lint", "unit"} {
+			want = append(want, job+"@"+sha[:7]+"/success")
+		}
+	}
 	slices.Sort(want)
-	if got := waitRuns(srv, 4); !slices.Equal(got, want) {
+	if got := waitRuns(srv, 6); !slices.Equal(got, want) {
 		t.Errorf("runs after synchronize and /test lint: %v, want %v", got, want)
 	}
 }

@@ -20,12 +20,17 @@ import (
 // newForge returns the GitHub client, or, when no credentials are
 // configured, the offline forge: runs then come from signed webhooks
 // (lockstep hook send) with trust from the configuration's lists, the
-// pull requests known are those the store recorded from webhooks, and
-// nothing is posted anywhere.
-func newForge(g config.GitHub, pulls offline.PullStates, reg prometheus.Registerer, log *slog.Logger) (forge.Client, error) {
+// pull requests known are those the store recorded from webhooks (their
+// changed files from git, for a local clone_url), and nothing is posted
+// anywhere.
+func newForge(getter *config.Getter, pulls offline.PullStates, reg prometheus.Registerer, log *slog.Logger) (forge.Client, error) {
+	g := getter.Get().GitHub
 	if !g.Configured() {
 		log.Info("no GitHub credentials configured: working offline; trust comes from trust.users, pull requests from the webhooks received, and labels, comments and statuses are only logged")
-		return &offline.Forge{Logger: log, Pulls: pulls}, nil
+		return &offline.Forge{
+			Logger: log, Pulls: pulls,
+			CloneURL: func(repo string) string { return getter.Get().Repos[repo].EffectiveCloneURL(repo) },
+		}, nil
 	}
 	return newGitHub(g, reg, log)
 }

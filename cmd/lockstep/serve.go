@@ -81,7 +81,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	gh, err := newForge(cfg.GitHub, st, reg, log)
+	gh, err := newForge(getter, st, reg, log)
 	if err != nil {
 		return err
 	}

@@ -3,15 +3,21 @@
 // send) and from the CLI, but nothing is read from or written to a forge.
 // Trust comes from the configuration's lists alone, the pull requests
 // lockstep knows are those it has seen in pull_request webhooks (as the
-// store keeps them), and labels, comments and statuses are logged instead
-// of posted.
+// store keeps them), their changed files come from git when the
+// repository's clone URL is a local repository, and labels, comments and
+// statuses are logged instead of posted.
 package offline
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 
 	"github.com/lockstep-ci/lockstep/internal/forge"
 	"github.com/lockstep-ci/lockstep/internal/store"
@@ -36,6 +42,11 @@ type Forge struct {
 	Logger *slog.Logger
 	// Pulls holds the pull requests seen through webhooks; nil means none.
 	Pulls PullStates
+	// CloneURL returns where a repository is cloned from (its
+	// configuration's clone_url). When that is a local git repository,
+	// ListPullFiles asks git for a pull request's changed files; nil
+	// means it never can.
+	CloneURL func(repo string) string
 }
 
 func (f *Forge) log() *slog.Logger {
@@ -72,9 +83,52 @@ func (f *Forge) ListOpenPulls(ctx context.Context, repo string) ([]*forge.Pull, 
 	return nil, nil
 }
 
-// ListPullFiles fails: without a forge, the changed files are unknown.
+// ListPullFiles returns the files a known pull request changes, as git
+// tells them from the repository's local clone URL: the paths the head
+// changes against its merge base with the base commit (both paths of a
+// rename), as GitHub lists them. Without a local repository, the changed
+// files are unknown and it fails.
 func (f *Forge) ListPullFiles(ctx context.Context, repo string, number int) ([]string, error) {
-	return nil, fmt.Errorf("list files of %s#%d: %w", repo, number, errOffline)
+	dir := ""
+	if f.CloneURL != nil {
+		dir = localPath(f.CloneURL(repo))
+	}
+	if dir == "" {
+		return nil, fmt.Errorf("list files of %s#%d: %w (or a clone_url that is a local git repository)", repo, number, errOffline)
+	}
+	p, err := f.GetPull(ctx, repo, number)
+	if err != nil {
+		return nil, fmt.Errorf("list files of %s#%d: %w", repo, number, err)
+	}
+	cmd := exec.CommandContext(ctx, "git", "-C", dir, "diff", "--name-only", "--no-renames", "-z", p.BaseSHA+"..."+p.HeadSHA, "--")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("list files of %s#%d: git diff %s...%s in %s: %w: %s", repo, number, p.BaseSHA, p.HeadSHA, dir, err, strings.TrimSpace(stderr.String()))
+	}
+	var files []string
+	for _, name := range strings.Split(string(out), "\x00") {
+		if name != "" {
+			files = append(files, name)
+		}
+	}
+	return files, nil
+}
+
+// localPath returns the directory a clone URL names when it is a local
+// path or a file:// URL, or "".
+func localPath(cloneURL string) string {
+	if rest, ok := strings.CutPrefix(cloneURL, "file://"); ok {
+		cloneURL = rest
+	}
+	if !filepath.IsAbs(cloneURL) {
+		return ""
+	}
+	if fi, err := os.Stat(cloneURL); err != nil || !fi.IsDir() {
+		return ""
+	}
+	return cloneURL
 }
 
 // IsMember reports false: only the configuration's lists grant trust.
