@@ -152,7 +152,7 @@ func (s *Scheduler) fireDue(ctx context.Context, cfg *config.Config, k jobKey, j
 			"the previous run, %d, is still %s; concurrency_policy forbid skips this due time", prev.ID, prev.Status.State))
 	}
 
-	r := s.newRun(k, j, due)
+	r := newRun(k, j, due)
 	if src := j.periodic.Build; src != nil {
 		res, err := builds.Resolve(ctx, s.opts.Store, cfg, k.repo, *src, now)
 		if err != nil {
@@ -212,17 +212,21 @@ func (s *Scheduler) recordMissed(k jobKey, p plan) {
 }
 
 // newRun returns the run of j for due time due.
-func (s *Scheduler) newRun(k jobKey, j job, due time.Time) *run.Run {
+func newRun(k jobKey, j job, due time.Time) *run.Run {
 	p := j.periodic
 	var env map[string]string
 	if len(p.Env) > 0 {
 		env = maps.Clone(p.Env)
 	}
+	cause := run.CauseCron
+	if p.Cron == "" {
+		cause = run.CauseInterval
+	}
 	return &run.Run{Spec: run.Spec{
 		Job:        p.Name,
 		Type:       run.Periodic,
 		Refs:       run.Refs{Repo: k.repo, CloneURL: j.cloneURL, BaseRef: p.Branch},
-		Cause:      run.CauseCron,
+		Cause:      cause,
 		Requester:  "lockstep",
 		Script:     p.Run,
 		Env:        env,

@@ -57,6 +57,8 @@ func TestEightSchedulersFireEachDueTimeOnce(t *testing.T) {
 		e.caughtUp("acme/widget", "tick", "tock")
 	}
 
+	// A cron periodic's runs say cron; an interval periodic's, interval.
+	causes := map[string]run.Cause{"tick": run.CauseCron, "tock": run.CauseInterval}
 	for job, from := range first {
 		var want, got []string
 		for i := range dueTimes {
@@ -64,8 +66,8 @@ func TestEightSchedulersFireEachDueTimeOnce(t *testing.T) {
 		}
 		for _, r := range e.runs("acme/widget", job) {
 			got = append(got, r.Spec.TriggerKey)
-			if r.Spec.Type != run.Periodic || r.Spec.Cause != run.CauseCron {
-				t.Fatalf("run %d: type %s cause %s, want periodic cron", r.ID, r.Spec.Type, r.Spec.Cause)
+			if r.Spec.Type != run.Periodic || r.Spec.Cause != causes[job] {
+				t.Fatalf("run %d: type %s cause %s, want periodic %s", r.ID, r.Spec.Type, r.Spec.Cause, causes[job])
 			}
 		}
 		if diff := cmp.Diff(want, got); diff != "" {

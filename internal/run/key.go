@@ -36,3 +36,10 @@ func PeriodicKey(repo, job string, due time.Time) string {
 func RerunKey(id ID, request string) string {
 	return fmt.Sprintf("rerun/%d/%s", id, request)
 }
+
+// RunNowKey is the trigger key of a run of the periodic job of repo
+// started at once by an administrator, asked for by request (a UI or API
+// request id): retries of one request are one run.
+func RunNowKey(repo, job, request string) string {
+	return fmt.Sprintf("%s/%s/run-now/%s", repo, job, request)
+}

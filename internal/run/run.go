@@ -72,6 +72,8 @@ type Refs struct {
 	HeadSHA string `json:"head_sha,omitempty"`
 	HeadRef string `json:"head_ref,omitempty"`
 	Author  string `json:"author,omitempty"`
+	// Title is the pull request's title when the run was created.
+	Title string `json:"title,omitempty"`
 }
 
 // Owner returns the owner part of Repo.
@@ -109,12 +111,14 @@ type Cause string
 
 // The causes of runs.
 const (
-	CauseEvent   Cause = "event"   // a forge event (opened, synchronize, push…)
-	CauseCommand Cause = "command" // a /test, /retest or /ok-to-test comment
-	CauseCron    Cause = "cron"    // a periodic schedule
-	CauseRerun   Cause = "rerun"   // a re-run asked for in the UI or the forge
-	CauseResync  Cause = "resync"  // found missing by the periodic resync
-	CauseCLI     Cause = "cli"     // lockstep run
+	CauseEvent    Cause = "event"    // a forge event (opened, synchronize, push…)
+	CauseCommand  Cause = "command"  // a /test, /retest or /ok-to-test comment
+	CauseCron     Cause = "cron"     // a periodic's cron schedule
+	CauseInterval Cause = "interval" // a periodic's interval schedule
+	CauseRunNow   Cause = "run-now"  // a periodic started at once by an administrator
+	CauseRerun    Cause = "rerun"    // a re-run asked for in the UI or the forge
+	CauseResync   Cause = "resync"   // found missing by the periodic resync
+	CauseCLI      Cause = "cli"      // lockstep run
 )
 
 // Spec is what a run is asked to do. The store refuses to change it after
