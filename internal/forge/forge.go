@@ -28,6 +28,7 @@ var (
 type Pull struct {
 	Repo    string // owner/name
 	Number  int
+	Title   string
 	State   string // open or closed
 	Draft   bool
 	Author  string

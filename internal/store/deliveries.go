@@ -99,6 +99,7 @@ type Deliveries interface {
 type PullState struct {
 	Repo      string    `json:"repo"`
 	Number    int       `json:"number"`
+	Title     string    `json:"title,omitempty"`
 	State     string    `json:"state"` // open or closed
 	Draft     bool      `json:"draft"`
 	Author    string    `json:"author"`
@@ -128,6 +129,56 @@ type Pulls interface {
 	// fails with ErrAlreadyExists, a replace based on a stale version with
 	// ErrConflict.
 	PutPullState(ctx context.Context, p *PullState) (*PullState, error)
+	// ListPullStates returns the pull requests matching opts, the most
+	// recently written first.
+	ListPullStates(ctx context.Context, opts PullListOptions) ([]*PullState, error)
+}
+
+// PullListOptions filter a listing of pull requests. Zero fields match
+// anything; Limit zero means DefaultLimit, above MaxLimit MaxLimit.
+type PullListOptions struct {
+	Repo  string
+	State string // open or closed
+	Limit int
+}
+
+// Refusal is a webhook delivery the intake refused (a bad signature, a
+// wrong content type, a body too large, a malformed payload), kept
+// without its body so that a person can see why a delivery caused
+// nothing.
+type Refusal struct {
+	// Seq orders refusals by recording.
+	Seq int64 `json:"seq"`
+	// ID and Event are the delivery's headers, empty when missing.
+	ID         string    `json:"id,omitempty"`
+	Event      string    `json:"event,omitempty"`
+	ReceivedAt time.Time `json:"received_at"`
+	// Status is the HTTP status of the answer; Outcome a short word for
+	// the reason (unauthorized, too_large…) and Message the answer's text.
+	Status  int    `json:"status"`
+	Outcome string `json:"outcome"`
+	Message string `json:"message"`
+	// Remote is the address the delivery came from.
+	Remote string `json:"remote,omitempty"`
+}
+
+// MaxRefusals is how many refusals a store keeps: the oldest go first.
+const MaxRefusals = 1000
+
+// RefusalPage is one page of refusals, newest first.
+type RefusalPage struct {
+	Refusals []*Refusal
+	Continue string
+}
+
+// Refusals stores refused deliveries, a bounded number of them.
+type Refusals interface {
+	// RecordRefusals stores rs in one write and forgets the oldest
+	// refusals beyond MaxRefusals.
+	RecordRefusals(ctx context.Context, rs []Refusal) error
+	// ListRefusals returns up to limit refusals, newest first, after the
+	// continue token of a previous page.
+	ListRefusals(ctx context.Context, limit int, continueToken string) (RefusalPage, error)
 }
 
 // EffectState says whether a side effect done once has been done.

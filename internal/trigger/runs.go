@@ -80,7 +80,7 @@ func (t *Trigger) createRuns(ctx context.Context, rc *config.Repo, p *store.Pull
 			Refs: run.Refs{
 				Repo: p.Repo, CloneURL: rc.EffectiveCloneURL(p.Repo),
 				BaseRef: p.BaseRef, BaseSHA: p.BaseSHA,
-				Pull: p.Number, HeadSHA: p.HeadSHA, HeadRef: p.HeadRef, Author: p.Author,
+				Pull: p.Number, HeadSHA: p.HeadSHA, HeadRef: p.HeadRef, Author: p.Author, Title: p.Title,
 			},
 			Cause:      cause,
 			Requester:  requester,

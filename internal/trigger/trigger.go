@@ -160,7 +160,7 @@ func isBot(login, bot string) bool { return bot != "" && strings.EqualFold(login
 // pullState converts a forge pull request.
 func pullState(p *forge.Pull) *store.PullState {
 	return &store.PullState{
-		Repo: p.Repo, Number: p.Number, State: p.State, Draft: p.Draft, Author: p.Author,
+		Repo: p.Repo, Number: p.Number, Title: p.Title, State: p.State, Draft: p.Draft, Author: p.Author,
 		HeadSHA: p.HeadSHA, HeadRef: p.HeadRef, BaseRef: p.BaseRef, BaseSHA: p.BaseSHA,
 		Labels: p.Labels, Mergeable: p.Mergeable, UpdatedAt: p.UpdatedAt, HeadCloneURL: p.HeadCloneURL,
 	}
@@ -173,7 +173,7 @@ func pullFromEvent(repo string, pr *github.PullRequest) *store.PullState {
 		labels = append(labels, l.GetName())
 	}
 	return &store.PullState{
-		Repo: repo, Number: pr.GetNumber(), State: pr.GetState(), Draft: pr.GetDraft(),
+		Repo: repo, Number: pr.GetNumber(), Title: pr.GetTitle(), State: pr.GetState(), Draft: pr.GetDraft(),
 		Author: pr.GetUser().GetLogin(), HeadSHA: pr.GetHead().GetSHA(), HeadRef: pr.GetHead().GetRef(),
 		BaseRef: pr.GetBase().GetRef(), BaseSHA: pr.GetBase().GetSHA(), Labels: labels,
 		Mergeable: pr.Mergeable, UpdatedAt: pr.GetUpdatedAt().Time,

@@ -496,6 +496,7 @@ func convertPull(repo string, pr *gh.PullRequest) *forge.Pull {
 	p := &forge.Pull{
 		Repo:         repo,
 		Number:       pr.GetNumber(),
+		Title:        pr.GetTitle(),
 		State:        pr.GetState(),
 		Draft:        pr.GetDraft(),
 		Author:       pr.GetUser().GetLogin(),

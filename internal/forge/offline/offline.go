@@ -71,7 +71,7 @@ func (f *Forge) GetPull(ctx context.Context, repo string, number int) (*forge.Pu
 		return nil, fmt.Errorf("look up %s#%d: %w", repo, number, err)
 	}
 	return &forge.Pull{
-		Repo: p.Repo, Number: p.Number, State: p.State, Draft: p.Draft, Author: p.Author,
+		Repo: p.Repo, Number: p.Number, Title: p.Title, State: p.State, Draft: p.Draft, Author: p.Author,
 		HeadSHA: p.HeadSHA, HeadRef: p.HeadRef, BaseRef: p.BaseRef, BaseSHA: p.BaseSHA,
 		Labels: append([]string(nil), p.Labels...), Mergeable: p.Mergeable, UpdatedAt: p.UpdatedAt,
 		HeadCloneURL: p.HeadCloneURL,

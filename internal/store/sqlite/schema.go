@@ -127,6 +127,20 @@ CREATE INDEX marker_history_marker ON marker_history (marker);
 		`
 ALTER TABLE deliveries ADD COLUMN body_encoding TEXT NOT NULL DEFAULT '';
 `,
+		// 5: deliveries the intake refused, without their bodies; the
+		// store keeps the newest store.MaxRefusals.
+		`
+CREATE TABLE refusals (
+	seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+	id          TEXT    NOT NULL, -- X-GitHub-Delivery, '' when missing
+	event       TEXT    NOT NULL,
+	received_at INTEGER NOT NULL, -- Unix nanoseconds
+	status      INTEGER NOT NULL, -- the HTTP status answered
+	outcome     TEXT    NOT NULL,
+	message     TEXT    NOT NULL,
+	remote      TEXT    NOT NULL
+);
+`,
 	}
 }
 

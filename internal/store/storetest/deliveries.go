@@ -18,6 +18,7 @@ type IntakeStore interface {
 	store.Deliveries
 	store.Pulls
 	store.Effects
+	store.Refusals
 }
 
 // RunIntake runs the conformance tests of deliveries, pull request states
@@ -182,6 +183,88 @@ func RunIntake(t *testing.T, newStore func(t *testing.T) IntakeStore) {
 		got, err := s.GetPullState(ctx, "acme/widget", 1)
 		if err != nil || got.HeadSHA != "b" {
 			t.Errorf("got %+v, %v; want head b", got, err)
+		}
+	})
+	t.Run("PullStatesListed", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		for _, p := range []store.PullState{
+			{Repo: "acme/widget", Number: 1, Title: "First", State: "closed"},
+			{Repo: "acme/widget", Number: 2, Title: "Second", State: "open"},
+			{Repo: "acme/gadget", Number: 3, Title: "Third", State: "open"},
+		} {
+			if _, err := s.PutPullState(ctx, &p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		list := func(opts store.PullListOptions) string {
+			t.Helper()
+			ps, err := s.ListPullStates(ctx, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, p := range ps {
+				out = append(out, fmt.Sprintf("%s#%d %s", p.Repo, p.Number, p.Title))
+			}
+			return fmt.Sprint(out)
+		}
+		for _, c := range []struct {
+			opts store.PullListOptions
+			want string
+		}{
+			{store.PullListOptions{}, "[acme/gadget#3 Third acme/widget#2 Second acme/widget#1 First]"},
+			{store.PullListOptions{Repo: "acme/widget"}, "[acme/widget#2 Second acme/widget#1 First]"},
+			{store.PullListOptions{State: "open"}, "[acme/gadget#3 Third acme/widget#2 Second]"},
+			{store.PullListOptions{Repo: "acme/widget", State: "closed"}, "[acme/widget#1 First]"},
+			{store.PullListOptions{Limit: 1}, "[acme/gadget#3 Third]"},
+		} {
+			if got := list(c.opts); got != c.want {
+				t.Errorf("ListPullStates(%+v) = %s, want %s", c.opts, got, c.want)
+			}
+		}
+	})
+	t.Run("RefusalsBounded", func(t *testing.T) {
+		t.Parallel()
+		s := newStore(t)
+		var batch []store.Refusal
+		for i := range store.MaxRefusals + 10 {
+			batch = append(batch, store.Refusal{ID: fmt.Sprintf("r-%d", i), Event: "push", Status: 401, Outcome: "unauthorized",
+				Message: "signature does not match", Remote: "192.0.2.1:1234", ReceivedAt: time.Unix(int64(i), 0)})
+			if len(batch) == 100 || i == store.MaxRefusals+9 {
+				if err := s.RecordRefusals(ctx, batch); err != nil {
+					t.Fatal(err)
+				}
+				batch = nil
+			}
+		}
+		var ids []string
+		next := ""
+		for {
+			page, err := s.ListRefusals(ctx, 300, next)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range page.Refusals {
+				ids = append(ids, r.ID)
+			}
+			if next = page.Continue; next == "" {
+				break
+			}
+		}
+		if len(ids) != store.MaxRefusals {
+			t.Fatalf("%d refusals kept, want %d", len(ids), store.MaxRefusals)
+		}
+		if ids[0] != fmt.Sprintf("r-%d", store.MaxRefusals+9) || ids[len(ids)-1] != "r-10" {
+			t.Errorf("kept %s … %s, want the newest first, down to r-10", ids[0], ids[len(ids)-1])
+		}
+		page, err := s.ListRefusals(ctx, 1, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := page.Refusals[0]
+		if r.Status != 401 || r.Outcome != "unauthorized" || r.Message != "signature does not match" || r.Remote != "192.0.2.1:1234" || r.Event != "push" || !r.ReceivedAt.Equal(time.Unix(store.MaxRefusals+9, 0)) {
+			t.Errorf("newest refusal %+v: fields not kept", r)
 		}
 	})
 	t.Run("EffectClaimedOnce", func(t *testing.T) {
