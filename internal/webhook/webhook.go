@@ -20,8 +20,11 @@ import (
 	"net/http"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"k8s.io/utils/clock"
+
+	"github.com/lockstep-ci/lockstep/internal/store"
 )
 
 // Headers of a GitHub webhook delivery.
@@ -134,6 +137,10 @@ type HandlerOptions struct {
 	// event (one of the events lockstep acts on, "ping", or "other", so
 	// that a client cannot create labels) and one of the Outcome values.
 	Metrics func(event, outcome string)
+	// Refused, if set, is called once for each refused delivery (any
+	// answer but 200 and 202), on the request's goroutine, before the
+	// answer: it must not block. RefusalRecorder.Record is one.
+	Refused func(store.Refusal)
 }
 
 // NewHandler returns the handler of POST /hook. It panics if opts.Secret
@@ -335,7 +342,31 @@ type answer struct {
 // refuse answers a delivery that was not accepted, and logs why.
 func (a *answer) refuse(status int, outcome, msg string) {
 	a.h.opts.Logger.Warn("webhook delivery refused", "delivery", a.id, "event", a.event, "status", status, "reason", msg, "remote", a.r.RemoteAddr)
+	if a.h.opts.Refused != nil {
+		a.h.opts.Refused(store.Refusal{
+			ID: a.id, Event: truncate(a.event, maxRefusalField), ReceivedAt: a.h.opts.Clock.Now(),
+			Status: status, Outcome: outcome, Message: truncate(msg, maxRefusalMessage), Remote: truncate(a.r.RemoteAddr, maxRefusalField),
+		})
+	}
 	a.reply(status, outcome, msg)
+}
+
+// Bounds of what a refusal keeps of a delivery's headers and answer: a
+// client chooses them.
+const (
+	maxRefusalField   = 128
+	maxRefusalMessage = 512
+)
+
+// truncate returns s cut to at most n bytes, at a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 func (a *answer) reply(status int, outcome, msg string) {

@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/lockstep-ci/lockstep/internal/store"
 	"github.com/lockstep-ci/lockstep/internal/testfixtures"
 )
 
@@ -89,6 +90,15 @@ type testHandler struct {
 	sink    *memorySink
 	metrics *metricsRecorder
 	clock   *clocktesting.FakePassiveClock
+	// mu guards refused.
+	mu      sync.Mutex
+	refused []store.Refusal
+}
+
+func (th *testHandler) refusals() []store.Refusal {
+	th.mu.Lock()
+	defer th.mu.Unlock()
+	return append([]store.Refusal(nil), th.refused...)
 }
 
 func newTestHandler(t *testing.T, maxBody int64) *testHandler {
@@ -104,6 +114,11 @@ func newTestHandler(t *testing.T, maxBody int64) *testHandler {
 		Clock:   th.clock,
 		MaxBody: maxBody,
 		Metrics: th.metrics.record,
+		Refused: func(r store.Refusal) {
+			th.mu.Lock()
+			defer th.mu.Unlock()
+			th.refused = append(th.refused, r)
+		},
 	})
 	return th
 }
@@ -293,6 +308,16 @@ func TestHandlerRefuses(t *testing.T) {
 			}
 			if diff := cmp.Diff([]string{tt.wantOutcome}, th.metrics.get()); diff != "" {
 				t.Errorf("metrics mismatch (-want +got):\n%s", diff)
+			}
+			// The refusal is reported, with why, for the deliveries page.
+			rs := th.refusals()
+			if len(rs) != 1 {
+				t.Fatalf("got %d refusals reported, want 1", len(rs))
+			}
+			r := rs[0]
+			_, outcome, _ := strings.Cut(tt.wantOutcome, " ")
+			if r.Status != tt.wantStatus || r.Outcome != outcome || !strings.Contains(w.Body.String(), r.Message) || r.Message == "" || !r.ReceivedAt.Equal(th.clock.Now()) {
+				t.Errorf("refusal %+v, want status %d, outcome %s and the answer's message", r, tt.wantStatus, outcome)
 			}
 		})
 	}
