@@ -21,6 +21,7 @@ import (
 	"github.com/lockstep-ci/lockstep/internal/metrics"
 	"github.com/lockstep-ci/lockstep/internal/periodic"
 	"github.com/lockstep-ci/lockstep/internal/reporter"
+	runpkg "github.com/lockstep-ci/lockstep/internal/run"
 	"github.com/lockstep-ci/lockstep/internal/runner"
 	"github.com/lockstep-ci/lockstep/internal/store/sqlite"
 	"github.com/lockstep-ci/lockstep/internal/trigger"
@@ -108,21 +109,34 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Store: st, Trigger: trig, Logger: log,
 		MetricsProvider: mets.WorkqueueProvider(), OnError: mets.ReconcileErrors("deliveries"),
 	})
+	// Offline, statuses are only logged: they are recorded under another
+	// reporter name, so that the UI does not claim they were posted, and
+	// a later start with credentials posts them.
+	reporterName := reporter.DefaultName
+	if !cfg.GitHub.Configured() {
+		reporterName = web.ReporterOffline
+	}
 	rep := reporter.New(reporter.Options{
+		Name:  reporterName,
 		Store: st, Forge: gh, Config: getter.Get, Logger: log,
 		MetricsProvider: mets.WorkqueueProvider(), OnError: mets.ReconcileErrors("reporter"),
 		OnConflict: func() { mets.ConflictRetried("reporter") },
 	})
 	buildsAPI := builds.APIHandler(builds.APIOptions{Store: st, Config: getter.Get, Logger: log})
 	periodicsAPI := periodic.APIHandler(periodic.APIOptions{Store: st, Config: getter.Get, Logger: log})
+	refusals := webhook.NewRefusalRecorder(st, log)
 	hook := webhook.NewHandler(webhook.HandlerOptions{
-		Secret: webhookSecret(getter, log),
-		Sink:   trigger.Sink(st),
-		Logger: log,
+		Secret:  webhookSecret(getter, log),
+		Sink:    trigger.Sink(st),
+		Logger:  log,
+		Refused: refusals.Record,
 	})
 	ui := web.New(web.Options{
-		Store: st, Deliveries: st, Pulls: st, Builds: st, Logger: log,
+		Store: st, Deliveries: st, Pulls: st, Builds: st, Refusals: st, PullList: st, Logger: log,
 		AdminToken: adminToken, Metrics: mets.Handler(),
+		Periodics: web.PeriodicStarterFunc(func(ctx context.Context, repo, job, request string) (*runpkg.Run, bool, error) {
+			return periodic.RunNow(ctx, st, getter.Get(), repo, job, request, time.Now())
+		}),
 		Routes: func(mux *http.ServeMux) {
 			mux.Handle("POST /hook", hook)
 			for _, p := range builds.APIPatterns() {
@@ -150,6 +164,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	g.Go(func() error { return trig.RunResync(gctx) })
 	g.Go(func() error { return sched.Run(gctx) })
 	g.Go(func() error { return bld.Run(gctx) })
+	g.Go(func() error { return refusals.Run(gctx) })
 	if _, err := os.Stat(*configPath); err == nil {
 		g.Go(func() error { return config.Watch(gctx, *configPath, getter, log) })
 	}

@@ -194,7 +194,7 @@ func (s *Server) actionError(w http.ResponseWriter, r *http.Request, err error) 
 
 // formAuthorized answers a form post itself unless it carries a valid
 // CSRF token and a session cookie.
-func (s *Server) formAuthorized(w http.ResponseWriter, r *http.Request, action string) bool {
+func (s *Server) formAuthorized(w http.ResponseWriter, r *http.Request, action, next string) bool {
 	if !s.auth.checkCSRF(r) {
 		s.pages.errorPage(w, r, http.StatusForbidden, action+" refused",
 			"The form was not sent from this site's page, or has expired. Go back, reload the page and try again.")
@@ -202,14 +202,14 @@ func (s *Server) formAuthorized(w http.ResponseWriter, r *http.Request, action s
 	}
 	if !s.auth.enabled() {
 		s.pages.errorPage(w, r, http.StatusForbidden, action+" refused",
-			"lockstep was started without an admin token, so nobody may "+action+" runs.")
+			"lockstep was started without an admin token, which "+action+" needs: nobody may use it.")
 		return false
 	}
 	if !s.auth.signedIn(r) {
 		s.pages.render(w, r, http.StatusUnauthorized, "error", &errorData{
 			page:    page{Title: action + " refused"},
 			Message: action + " needs the admin token. Sign in with it, then try again.",
-			SignIn:  "/login?next=" + url.QueryEscape("/runs/"+r.PathValue("id")),
+			SignIn:  "/login?next=" + url.QueryEscape(next),
 		})
 		return false
 	}
@@ -219,7 +219,7 @@ func (s *Server) formAuthorized(w http.ResponseWriter, r *http.Request, action s
 // rerunForm is POST /runs/{id}/rerun from the run page; it redirects to
 // the new run.
 func (s *Server) rerunForm(w http.ResponseWriter, r *http.Request) {
-	if !s.formAuthorized(w, r, "Re-run") {
+	if !s.formAuthorized(w, r, "Re-run", "/runs/"+r.PathValue("id")) {
 		return
 	}
 	id, ok := s.pages.pathID(w, r)
@@ -242,7 +242,7 @@ func (s *Server) rerunForm(w http.ResponseWriter, r *http.Request) {
 // abortForm is POST /runs/{id}/abort from the run page; it redirects back
 // to the run.
 func (s *Server) abortForm(w http.ResponseWriter, r *http.Request) {
-	if !s.formAuthorized(w, r, "Abort") {
+	if !s.formAuthorized(w, r, "Abort", "/runs/"+r.PathValue("id")) {
 		return
 	}
 	id, ok := s.pages.pathID(w, r)
@@ -254,4 +254,76 @@ func (s *Server) abortForm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, fmt.Sprintf("/runs/%d", id), http.StatusSeeOther)
+}
+
+// periodicFromPath reads the repository and job of a run-now path.
+func periodicFromPath(r *http.Request) (repo, job string) {
+	return r.PathValue("owner") + "/" + r.PathValue("repo"), r.PathValue("job")
+}
+
+// runNow starts periodic job of repo at once, logging it.
+func (s *Server) runNow(ctx context.Context, repo, job, request string) (*run.Run, bool, error) {
+	if s.opts.Periodics == nil {
+		return nil, false, fmt.Errorf("periodic %s of %s: %w: this lockstep runs no periodics", job, repo, store.ErrNotFound)
+	}
+	rn, created, err := s.opts.Periodics.RunNow(ctx, repo, job, request)
+	if err != nil {
+		return nil, false, err
+	}
+	if created {
+		s.log.Info("periodic run now", "run", rn.ID, "repo", repo, "job", job, "request", request)
+	}
+	return rn, created, nil
+}
+
+// apiRunNow is POST /api/v1/periodics/{owner}/{repo}/{job}/run: a run of
+// the periodic now, outside its schedule. Like a re-run, the request id
+// (Idempotency-Key or request) makes retries of one request one run.
+func (s *Server) apiRunNow(w http.ResponseWriter, r *http.Request) {
+	if !s.apiAuthorized(w, r, "run-now") {
+		return
+	}
+	request := r.Header.Get("Idempotency-Key")
+	if request == "" {
+		request = r.URL.Query().Get("request")
+	}
+	if request == "" {
+		request = randomID()
+	}
+	if !requestIDPattern.MatchString(request) {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("request id %q: want 1 to 64 letters, digits, - or _", request))
+		return
+	}
+	repo, job := periodicFromPath(r)
+	rn, created, err := s.runNow(r.Context(), repo, job, request)
+	if err != nil {
+		s.actionError(w, r, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	w.Header().Set("Location", fmt.Sprintf("/api/v1/runs/%d", rn.ID))
+	writeJSON(w, status, NewAPIRun(rn))
+}
+
+// runNowForm is POST /periodics/{owner}/{repo}/{job}/run from the
+// periodics page; it redirects to the new run.
+func (s *Server) runNowForm(w http.ResponseWriter, r *http.Request) {
+	if !s.formAuthorized(w, r, "Run now", "/periodics") {
+		return
+	}
+	request := r.PostFormValue("request")
+	if !requestIDPattern.MatchString(request) {
+		s.pages.errorPage(w, r, http.StatusBadRequest, "Run now refused", "The form carries no valid request id. Reload the periodics page and try again.")
+		return
+	}
+	repo, job := periodicFromPath(r)
+	rn, _, err := s.runNow(r.Context(), repo, job, request)
+	if err != nil {
+		s.pages.actionError(w, r, "Run now", err)
+		return
+	}
+	http.Redirect(w, r, fmt.Sprintf("/runs/%d", rn.ID), http.StatusSeeOther)
 }

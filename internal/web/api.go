@@ -23,6 +23,7 @@ type APIRun struct {
 	Type            run.Type            `json:"type"`
 	Repo            string              `json:"repo"`
 	PR              int                 `json:"pr,omitempty"`
+	PRTitle         string              `json:"pr_title,omitempty"`
 	SHA             string              `json:"sha"`
 	BaseRef         string              `json:"base_ref,omitempty"`
 	BaseSHA         string              `json:"base_sha,omitempty"`
@@ -54,6 +55,7 @@ func NewAPIRun(r *run.Run) APIRun {
 		Type:            r.Spec.Type,
 		Repo:            r.Spec.Refs.Repo,
 		PR:              r.Spec.Refs.Pull,
+		PRTitle:         r.Spec.Refs.Title,
 		SHA:             r.Spec.Refs.SHA(),
 		BaseRef:         r.Spec.Refs.BaseRef,
 		BaseSHA:         r.Spec.Refs.BaseSHA,

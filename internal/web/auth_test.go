@@ -261,7 +261,7 @@ func TestFormActions(t *testing.T) {
 		t.Errorf("double submit: got %d to %s, want the same run %s", status, h.Get("Location"), newPath)
 	}
 	_, body, _ = e.get(t, c, newPath)
-	mustContain(t, "new run page", body, "asked for by <strong>admin</strong>", "re-run of <a href=\""+runPath+"\">", `id="abort"`)
+	mustContain(t, "new run page", body, "re-run, asked for by admin", "re-run of <a href=\""+runPath+"\">", `id="abort"`)
 
 	// Abort the new run from its page.
 	csrf, _ = formTokens(t, e, c, newPath)

@@ -99,6 +99,18 @@ func artifactsDir(t *testing.T) string {
 	return dir
 }
 
+// viewportShot saves what the viewport shows: what is above the fold.
+func viewportShot(t *testing.T, ctx context.Context, path string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", path, err)
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func screenshot(t *testing.T, ctx context.Context, path string) {
 	t.Helper()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
@@ -164,7 +176,8 @@ func newBrowserEnv(t *testing.T, now time.Time) *browserEnv {
 		t.Fatal(err)
 	}
 	srv := New(Options{
-		Store: st, Deliveries: st, Pulls: st, Builds: st, Logger: log,
+		Store: st, Deliveries: st, Pulls: st, Builds: st, Refusals: st, PullList: st, Logger: log,
+		Periodics:  seedPeriodics(t, st, time.Now),
 		AdminToken: testToken, Metrics: mets.Handler(), Clock: clock.RealClock{},
 		LogPoll: 50 * time.Millisecond,
 	})
@@ -215,11 +228,16 @@ func TestBrowser(t *testing.T) {
 			name, path, h1 string
 		}{
 			{"runs", "/runs", "Runs"},
-			{"run", fmt.Sprintf("/runs/%d", e.seed.Periodic), fmt.Sprintf("Run #%d", e.seed.Periodic)},
-			{"pull", "/repos/acme/widgets/pulls/42", "acme/widgets #42"},
+			{"run", fmt.Sprintf("/runs/%d", e.seed.Periodic), fmt.Sprintf("Run %d", e.seed.Periodic)},
+			{"run-failed", fmt.Sprintf("/runs/%d", e.seed.PullFailed), fmt.Sprintf("Run %d", e.seed.PullFailed)},
+			{"run-error", fmt.Sprintf("/runs/%d", e.seed.PullError), fmt.Sprintf("Run %d", e.seed.PullError)},
+			{"pull", "/repos/acme/widgets/pulls/42", "PR #42 Fix flaky retry"},
+			{"pulls", "/pulls", "Pull requests"},
+			{"repo", "/repos/acme/widgets", "acme/widgets"},
 			{"periodics", "/periodics", "Periodics"},
 			{"markers", "/markers", "Markers"},
 			{"deliveries", "/deliveries", "Webhook deliveries"},
+			{"deliveries-refused", "/deliveries?state=refused", "Webhook deliveries"},
 			{"login", "/login", "Sign in"},
 		}
 		for _, p := range pages {
@@ -230,7 +248,7 @@ func TestBrowser(t *testing.T) {
 				t.Errorf("%s: h1 %q, want %q", p.path, h1, p.h1)
 			}
 			checkA11y(t, ctx, p.path)
-			screenshot(t, ctx, filepath.Join(art, p.name+".png"))
+			screenshot(t, ctx, filepath.Join(art, p.name+"-desktop.png"))
 		}
 		// The stale marker cannot be missed: an alert at the top of the
 		// page, before any marker.
@@ -255,14 +273,22 @@ func TestBrowser(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900))
-		for _, p := range []string{"/runs", fmt.Sprintf("/runs/%d", e.seed.Periodic), "/markers"} {
-			visit(t, ctx, e.base, p)
-			// Wide tables scroll inside their own box; the page does not.
+		for _, p := range []struct{ name, path string }{
+			{"runs", "/runs"}, {"run", fmt.Sprintf("/runs/%d", e.seed.Periodic)}, {"run-failed", fmt.Sprintf("/runs/%d", e.seed.PullFailed)},
+			{"markers", "/markers"}, {"deliveries", "/deliveries"}, {"pulls", "/pulls"}, {"repo", "/repos/acme/widgets"},
+			{"pull", "/repos/acme/widgets/pulls/42"}, {"periodics", "/periodics"},
+		} {
+			visit(t, ctx, e.base, p.path)
+			// Nothing scrolls sideways: tables become cards.
 			if w := eval[int](t, ctx, `document.documentElement.scrollWidth - window.innerWidth`); w > 0 {
-				t.Errorf("%s is %d px wider than a phone's screen", p, w)
+				t.Errorf("%s is %d px wider than a phone's screen", p.path, w)
 			}
+			if w := eval[int](t, ctx, `Math.max(0, ...[...document.querySelectorAll('.table-wrap')].map(e => e.scrollWidth - e.clientWidth))`); w > 0 {
+				t.Errorf("%s: a table scrolls %d px sideways", p.path, w)
+			}
+			checkA11y(t, ctx, p.path)
+			screenshot(t, ctx, filepath.Join(art, p.name+"-phone.png"))
 		}
-		screenshot(t, ctx, filepath.Join(art, "run-phone.png"))
 	})
 
 	t.Run("filter runs", func(t *testing.T) {
@@ -325,13 +351,17 @@ echo "e2e: all scenarios passed"`,
 		}
 		touch(t, filepath.Join(steps, "one"))
 		waitJS(t, ctx, "the second line, live", `document.getElementById('log').textContent.includes('e2e: second line')`)
+		// Live lines are numbered and linkable like the others.
+		if got := eval[string](t, ctx, `document.querySelector('#L2 .lt').textContent + ' ' + document.querySelector('#L2 .lnum').getAttribute('href')`); got != "e2e: second line #L2" {
+			t.Errorf("second live line: %q, want it numbered 2", got)
+		}
 		if !eval[bool](t, ctx, `window.lockstepSamePage === true`) {
 			t.Error("the page reloaded: the line did not arrive live")
 		}
 		screenshot(t, ctx, filepath.Join(art, "run-live.png"))
 		touch(t, filepath.Join(steps, "two"))
 		waitJS(t, ctx, "the end of the run", `document.getElementById('log-live').textContent.includes('ended: success')`)
-		if got := eval[string](t, ctx, `document.querySelector('#run-state .state').textContent`); got != "success" {
+		if got := eval[string](t, ctx, `document.querySelector('#run-state .state').textContent`); got != "✓ success" {
 			t.Errorf("state badge after the end: %q", got)
 		}
 		if n := strings.Count(eval[string](t, ctx, `document.getElementById('log').textContent`), "e2e: first line"); n != 1 {
@@ -385,7 +415,7 @@ echo "e2e: all scenarios passed"`,
 		if newPath == livePath || !strings.HasPrefix(newPath, "/runs/") {
 			t.Fatalf("after the re-run: at %s", newPath)
 		}
-		if txt := eval[string](t, ctx, `document.querySelector('main').innerText`); !strings.Contains(txt, "re-run of #"+live.ID.String()) || !strings.Contains(txt, "asked for by admin") {
+		if txt := eval[string](t, ctx, `document.querySelector('main').innerText`); !strings.Contains(txt, "re-run of run "+live.ID.String()) || !strings.Contains(txt, "asked for by admin") {
 			t.Errorf("the new run page does not say what it is:\n%s", txt)
 		}
 		// The new run runs (the steps exist, so its script ends at once)

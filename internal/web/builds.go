@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -163,17 +164,22 @@ type periodicView struct {
 	*store.Schedule
 	LastRun *run.Run
 	Overdue bool
+	// RunNowPath is where the "Run now" form posts, with Request as its
+	// request id.
+	RunNowPath string
+	Request    string
 }
 
 type periodicsData struct {
 	page
 	Available bool
+	CanRunNow bool
 	Periodics []periodicView
 }
 
 // periodicsPage shows every periodic job's schedule, last and next fire.
 func (s *Server) periodicsPage(w http.ResponseWriter, r *http.Request) {
-	d := &periodicsData{page: page{Title: "Periodics", Nav: "periodics"}, Available: s.opts.Builds != nil}
+	d := &periodicsData{page: page{Title: "Periodics", Nav: "periodics"}, Available: s.opts.Builds != nil, CanRunNow: s.opts.Periodics != nil}
 	if d.Available {
 		ctx := r.Context()
 		schedules, err := s.opts.Builds.ListSchedules(ctx)
@@ -183,7 +189,8 @@ func (s *Server) periodicsPage(w http.ResponseWriter, r *http.Request) {
 		}
 		now := s.clock.Now()
 		for _, sc := range schedules {
-			v := periodicView{Schedule: sc, Overdue: !sc.Next.IsZero() && now.Sub(sc.Next) > overdueAfter}
+			v := periodicView{Schedule: sc, Overdue: !sc.Next.IsZero() && now.Sub(sc.Next) > overdueAfter,
+				RunNowPath: runNowPath("", sc.Repo, sc.Job), Request: randomID()}
 			if sc.LastRun != 0 {
 				rn, err := s.opts.Store.GetRun(ctx, sc.LastRun)
 				if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -196,4 +203,11 @@ func (s *Server) periodicsPage(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.pages.render(w, r, http.StatusOK, "periodics", d)
+}
+
+// runNowPath is the path of the run-now action of periodic job of repo,
+// under prefix ("" for the form, "/api/v1" for the API).
+func runNowPath(prefix, repo, job string) string {
+	owner, name, _ := strings.Cut(repo, "/")
+	return fmt.Sprintf("%s/periodics/%s/%s/%s/run", prefix, url.PathEscape(owner), url.PathEscape(name), url.PathEscape(job))
 }

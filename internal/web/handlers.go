@@ -64,6 +64,7 @@ func pagerFor(path string, q url.Values, next string) pager {
 type runsData struct {
 	page
 	Filter       struct{ Repo, PR, Job string }
+	Filtered     bool // some filter is set: the form starts unfolded
 	StateOptions []option
 	TypeOptions  []option
 	Runs         []*run.Run
@@ -77,6 +78,9 @@ func (s *Server) runsPage(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	d := &runsData{page: page{Title: "Runs", Nav: "runs"}}
 	d.Filter.Repo, d.Filter.PR, d.Filter.Job = q.Get("repo"), q.Get("pr"), q.Get("job")
+	for _, k := range []string{"repo", "pr", "job", "state", "type", "sha"} {
+		d.Filtered = d.Filtered || q.Get(k) != ""
+	}
 	stateOpts := []string{"", "Any",
 		"pending,scheduled,running", "Unfinished",
 		"failure,error", "Failed or error"}
@@ -114,7 +118,7 @@ func (s *Server) runsPage(w http.ResponseWriter, r *http.Request) {
 // timelineEntry is one line of a run's timeline.
 type timelineEntry struct {
 	Time    time.Time
-	Kind    string // good, bad, run, warn or empty
+	Kind    string // good, bad, error, run, warn or empty
 	What    string
 	Reason  string
 	Message string
@@ -146,6 +150,8 @@ func timeline(rn *run.Run) []timelineEntry {
 			e.Kind = "good"
 		case run.Aborted:
 			e.Kind = "warn"
+		case run.Error:
+			e.Kind = "error"
 		default:
 			e.Kind = "bad"
 		}
@@ -168,6 +174,11 @@ type runData struct {
 	AbortRequested string
 	RerunRequest   string
 	RerunOf        string
+	// PullTitle is the title of the pull request the run tests.
+	PullTitle string
+	// FirstError is the first line of a failed run's log that says what
+	// failed, shown above the log.
+	FirstError *logLine
 }
 
 // runPage shows one run: what it tests, its timeline, its log (live while
@@ -179,7 +190,7 @@ func (s *Server) runPage(w http.ResponseWriter, r *http.Request) {
 	}
 	rn, err := s.opts.Store.GetRun(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
-		s.pages.errorPage(w, r, http.StatusNotFound, "No such run", fmt.Sprintf("lockstep has no run #%d.", id))
+		s.pages.errorPage(w, r, http.StatusNotFound, "No such run", fmt.Sprintf("lockstep has no run %d.", id))
 		return
 	}
 	if err != nil {
@@ -188,7 +199,7 @@ func (s *Server) runPage(w http.ResponseWriter, r *http.Request) {
 	}
 	done := rn.Status.State.Terminal()
 	d := &runData{
-		page:         page{Title: fmt.Sprintf("Run #%d %s", rn.ID, rn.Spec.Job), Nav: "runs"},
+		page:         page{Title: fmt.Sprintf("Run %d %s", rn.ID, rn.Spec.Job), Nav: "runs"},
 		Run:          rn,
 		Build:        rn.Spec.Build,
 		Timeline:     timeline(rn),
@@ -198,6 +209,13 @@ func (s *Server) runPage(w http.ResponseWriter, r *http.Request) {
 		CanAbort:     !done,
 		RerunRequest: randomID(),
 		RerunOf:      rn.Labels[LabelRerunOf],
+		PullTitle:    rn.Spec.Refs.Title,
+	}
+	if rn.Spec.Refs.Pull != 0 && s.opts.Pulls != nil {
+		// The newest title, which may have been edited since.
+		if p, err := s.opts.Pulls.GetPullState(r.Context(), rn.Spec.Refs.Repo, rn.Spec.Refs.Pull); err == nil && p.Title != "" {
+			d.PullTitle = p.Title
+		}
 	}
 	if reason, _, ok := rn.AbortRequested(); ok && !done {
 		d.AbortRequested = reason
@@ -207,6 +225,11 @@ func (s *Server) runPage(w http.ResponseWriter, r *http.Request) {
 		if d.Log, err = readLogTail(rn.Status.LogPath, logTailBytes, done); err != nil {
 			s.pages.internalError(w, r, fmt.Errorf("run %d: %w", rn.ID, err))
 			return
+		}
+		if st := rn.Status.State; st == run.Failure || st == run.Error {
+			if l, ok := d.Log.FirstError(); ok {
+				d.FirstError = &l
+			}
 		}
 	}
 	s.pages.render(w, r, http.StatusOK, "run", d)
@@ -253,7 +276,7 @@ func (s *Server) pullPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := &pullData{
-		page:   page{Title: fmt.Sprintf("%s #%d", repo, number), Nav: "runs"},
+		page:   page{Title: fmt.Sprintf("%s PR #%d", repo, number), Nav: "pulls"},
 		Repo:   repo,
 		Number: number,
 	}
@@ -274,7 +297,7 @@ func (s *Server) pullPage(w http.ResponseWriter, r *http.Request) {
 	}
 	if d.Pull == nil && len(pg.Runs) == 0 {
 		s.pages.errorPage(w, r, http.StatusNotFound, "No such pull request",
-			fmt.Sprintf("lockstep has no runs of %s #%d and has seen no webhook about it. If it should have, look at the deliveries page.", repo, number))
+			fmt.Sprintf("lockstep has no runs of %s PR #%d and has seen no webhook about it. If it should have, look at the deliveries page.", repo, number))
 		return
 	}
 	d.Warnings = pullWarnings(d.Pull)
@@ -382,7 +405,19 @@ type deliveriesData struct {
 	Deliveries   []*store.Delivery
 	Pager        pager
 	Error        string
+	// Refused lists deliveries the intake refused: all of them (paged)
+	// when the state filter is "refused", otherwise the newest few, with
+	// MoreRefused set when there are more.
+	Refused     []*store.Refusal
+	MoreRefused bool
+	OnlyRefused bool
+	// Filtered is set when a filter is: the form starts unfolded.
+	Filtered bool
 }
+
+// refusedOnTop is how many refused deliveries the deliveries page shows
+// above the accepted ones.
+const refusedOnTop = 5
 
 // deliveriesPage lists webhook deliveries, newest first, with what each
 // caused.
@@ -392,10 +427,33 @@ func (s *Server) deliveriesPage(w http.ResponseWriter, r *http.Request) {
 		page:      page{Title: "Deliveries", Nav: "deliveries"},
 		Available: s.opts.Deliveries != nil,
 		Event:     q.Get("event"),
+		Filtered:  q.Get("event") != "" || q.Get("state") != "",
 		StateOptions: options(q.Get("state"), "", "Any",
-			string(store.DeliveryPending), "pending", string(store.DeliveryDone), "done", string(store.DeliveryFailed), "failed"),
+			string(store.DeliveryPending), "pending", string(store.DeliveryDone), "done", string(store.DeliveryFailed), "failed",
+			"refused", "refused at intake"),
 	}
 	if !d.Available {
+		s.pages.render(w, r, http.StatusOK, "deliveries", d)
+		return
+	}
+	if q.Get("state") == "refused" {
+		d.OnlyRefused = true
+		if s.opts.Refusals == nil {
+			s.pages.render(w, r, http.StatusOK, "deliveries", d)
+			return
+		}
+		pg, err := s.opts.Refusals.ListRefusals(r.Context(), uiPageSize, q.Get("continue"))
+		if errors.Is(err, store.ErrInvalid) {
+			d.Error = "This page link is not valid any more (" + err.Error() + "). Start again from the newest deliveries."
+			s.pages.render(w, r, http.StatusBadRequest, "deliveries", d)
+			return
+		}
+		if err != nil {
+			s.pages.internalError(w, r, err)
+			return
+		}
+		d.Refused = pg.Refusals
+		d.Pager = pagerFor("/deliveries", q, pg.Continue)
 		s.pages.render(w, r, http.StatusOK, "deliveries", d)
 		return
 	}
@@ -424,6 +482,14 @@ func (s *Server) deliveriesPage(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Deliveries = pg.Deliveries
 	d.Pager = pagerFor("/deliveries", q, pg.Continue)
+	if s.opts.Refusals != nil && q.Get("continue") == "" && d.Event == "" && opts.State == "" {
+		rp, err := s.opts.Refusals.ListRefusals(r.Context(), refusedOnTop, "")
+		if err != nil {
+			s.pages.internalError(w, r, err)
+			return
+		}
+		d.Refused, d.MoreRefused = rp.Refusals, rp.Continue != ""
+	}
 	s.pages.render(w, r, http.StatusOK, "deliveries", d)
 }
 

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"io"
 	"io/fs"
 	"net/http"
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/lockstep-ci/lockstep/internal/run"
 )
@@ -34,10 +36,53 @@ const maxLine = 64 << 10
 // logTail is the end of a log for a page: at most max bytes, starting at
 // a line. Offset is where it ends: a live log continues from there.
 type logTail struct {
-	Text      string
+	Lines     []logLine
 	Offset    int64
-	Truncated bool // the log is longer: Text is its end
+	Truncated bool // the log is longer: Lines are its end
 	Missing   bool // the log file is gone
+}
+
+// logLine is one line of a log on a page.
+type logLine struct {
+	// N is the line's number in the whole log, from 1.
+	N int
+	// HTML is the line rendered (renderLine); Text is its text without
+	// escape sequences.
+	HTML template.HTML
+	Text string
+}
+
+// NextLine is the number the next line of the log gets.
+func (t logTail) NextLine() int {
+	if len(t.Lines) == 0 {
+		return 1
+	}
+	return t.Lines[len(t.Lines)-1].N + 1
+}
+
+// Text returns the lines' text, each ended by a line break.
+func (t logTail) Text() string {
+	var b strings.Builder
+	for _, l := range t.Lines {
+		b.WriteString(l.Text)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// errorLine matches a line that says something failed, the way test
+// runners, compilers and make say it.
+var errorLine = regexp.MustCompile(`(?i)(^|[^a-z])(fail(ed|ure)?|errors?|panic|fatal)([^a-z]|$)`)
+
+// FirstError returns the first line of the tail that says something
+// failed, if any.
+func (t logTail) FirstError() (logLine, bool) {
+	for _, l := range t.Lines {
+		if errorLine.MatchString(l.Text) {
+			return l, true
+		}
+	}
+	return logLine{}, false
 }
 
 // readLogTail reads the end of the log at path. When whole is false (the
@@ -63,10 +108,15 @@ func readLogTail(path string, max int64, whole bool) (logTail, error) {
 		return logTail{}, fmt.Errorf("read log: %w", err)
 	}
 	t := logTail{Offset: size}
+	n := 1
 	if start > 0 {
 		t.Truncated = true
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
 			b = b[i+1:]
+			start += int64(i + 1)
+		}
+		if n, err = countLines(f, start); err != nil {
+			return logTail{}, err
 		}
 	}
 	if !whole {
@@ -74,15 +124,33 @@ func readLogTail(path string, max int64, whole bool) (logTail, error) {
 		t.Offset -= int64(len(b) - (i + 1))
 		b = b[:i+1]
 	}
-	var out bytes.Buffer
+	st := defaultSGR()
 	for len(b) > 0 {
 		line, rest, _ := bytes.Cut(b, []byte("\n"))
-		out.Write(cleanLine(line))
-		out.WriteByte('\n')
+		t.Lines = append(t.Lines, logLine{N: n, HTML: renderLine(&st, line), Text: string(cleanLine(line))})
+		n++
 		b = rest
 	}
-	t.Text = out.String()
 	return t, nil
+}
+
+// countLines returns the number of the line that starts at byte end of
+// f: one more than the line breaks before it.
+func countLines(f *os.File, end int64) (int, error) {
+	buf := make([]byte, 64<<10)
+	n := 1
+	for off := int64(0); off < end; {
+		m, err := f.ReadAt(buf[:min(int64(len(buf)), end-off)], off)
+		n += bytes.Count(buf[:m], []byte("\n"))
+		off += int64(m)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return 0, fmt.Errorf("count log lines: %w", err)
+		}
+		if m == 0 {
+			break
+		}
+	}
+	return n, nil
 }
 
 func max64(a, b int64) int64 {
@@ -134,7 +202,7 @@ func (s *Server) apiRunLogStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	ls := &logSender{w: w, offset: offset}
+	ls := &logSender{w: w, offset: offset, html: r.URL.Query().Get("format") == "html", sgr: defaultSGR()}
 	defer ls.close()
 	tick := s.clock.NewTicker(s.opts.LogPoll)
 	defer tick.Stop()
@@ -181,6 +249,11 @@ type logSender struct {
 	offset  int64  // where the next event starts
 	partial []byte // read but not sent: a line without its end yet
 	buf     []byte
+	// html makes each event's data the line as HTML (renderLine), with
+	// its colours, rather than its text; sgr carries the colours from
+	// line to line.
+	html bool
+	sgr  sgr
 }
 
 func (ls *logSender) close() {
@@ -243,9 +316,15 @@ func (ls *logSender) send(path string, final bool) error {
 // stands for.
 func (ls *logSender) event(line []byte, n int64) {
 	ls.offset += n
-	line = cleanLine(line)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "id: %d\n", ls.offset)
+	if ls.html {
+		// Rendered HTML has no line breaks: one data field.
+		fmt.Fprintf(&b, "data: %s\n\n", renderLine(&ls.sgr, line))
+		_, _ = ls.w.Write(b.Bytes())
+		return
+	}
+	line = cleanLine(line)
 	// An event's data cannot hold a line break: a carriage return inside
 	// the line (a progress bar) starts another data field, which the
 	// browser joins with a newline.

@@ -231,7 +231,19 @@ func TestLogStreamErrors(t *testing.T) {
 		lines = append(lines, ev.Data)
 	}
 	s.ended(t)
-	if got, want := strings.Join(lines, "\n")+"\n", unitLog(false); got != want {
+	// The plain stream leaves colours out.
+	if got, want := strings.Join(lines, "\n")+"\n", ansiEscape.ReplaceAllString(unitLog(false), ""); got != want {
 		t.Errorf("got log %q, want %q", got, want)
+	}
+
+	// format=html streams each line as HTML, colours as classes.
+	s = openStream(t, fmt.Sprintf("%s/api/v1/runs/%d/log/stream?format=html", e.ts.URL, e.seed.PullFailed), nil)
+	var html []string
+	for ev := s.next(t); ev.Event != "end"; ev = s.next(t) {
+		html = append(html, ev.Data)
+	}
+	s.ended(t)
+	if len(html) != len(lines) || html[7] != `<span class="a-f1 a-b">--- FAIL: TestRetryBackoff (0.31s)</span>` || html[0] != lines[0] {
+		t.Errorf("html stream: %d lines, line 8 %q, want %d lines, line 8 in bold red", len(html), html[7], len(lines))
 	}
 }

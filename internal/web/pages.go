@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,7 +35,7 @@ type pages struct {
 }
 
 // pageNames lists the templates/NAME.html that are pages.
-var pageNames = []string{"runs", "run", "pull", "deliveries", "periodics", "markers", "login", "error"}
+var pageNames = []string{"runs", "run", "pull", "pulls", "repo", "deliveries", "periodics", "markers", "login", "error"}
 
 func newPages(s *Server) *pages {
 	p := &pages{s: s, sets: make(map[string]*template.Template), versions: make(map[string]string)}
@@ -97,8 +99,77 @@ func (p *pages) funcs() template.FuncMap {
 			return fmt.Sprintf("%s/%s/pull/%d", forge, repo, n)
 		},
 		"pullPage":  pullPagePath,
+		"repoPage":  repoPagePath,
 		"stateIcon": stateIcon,
+		"causeText": causeText,
+		"reported":  reportedText,
+		"shortID":   shortID,
 	}
+}
+
+// repoPagePath is the UI's page of repo.
+func repoPagePath(repo string) string {
+	owner, name, _ := strings.Cut(repo, "/")
+	return fmt.Sprintf("/repos/%s/%s", url.PathEscape(owner), url.PathEscape(name))
+}
+
+// causeText says why r exists, in words.
+func causeText(r *run.Run) string {
+	var s string
+	switch r.Spec.Cause {
+	case run.CauseEvent:
+		s = "started by a forge event"
+	case run.CauseCommand:
+		s = "asked for in a comment"
+	case run.CauseCron:
+		s = "cron schedule"
+	case run.CauseInterval:
+		s = "interval schedule"
+	case run.CauseRunNow:
+		s = "run now"
+	case run.CauseRerun:
+		s = "re-run"
+	case run.CauseResync:
+		s = "found missing by the resync"
+	case run.CauseCLI:
+		s = "lockstep run"
+	default:
+		s = string(r.Spec.Cause)
+	}
+	if r.Spec.Requester != "" {
+		s += ", asked for by " + r.Spec.Requester
+	}
+	return s
+}
+
+// ReporterOffline is the reporter name lockstep uses without forge
+// credentials: it only logs the statuses it would post.
+const ReporterOffline = "offline"
+
+// reportedText says, per reporter, what lockstep showed of r on the
+// forge.
+func reportedText(r *run.Run) []string {
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(r.Status.Reported)) {
+		state := r.Status.Reported[name]
+		switch {
+		case name == ReporterOffline:
+			out = append(out, "not reported: lockstep has no forge credentials, so it only logged the status ("+state+")")
+		case state == "retired":
+			out = append(out, name+": the status was taken down (the job no longer runs on this commit)")
+		default:
+			out = append(out, name+": posted "+state)
+		}
+	}
+	return out
+}
+
+// shortID shortens a delivery id for narrow screens.
+func shortID(id string) string {
+	if len(id) > 13 {
+		return id[:8] + "…"
+	}
+	return id
 }
 
 // pullPagePath is the UI's page of pull request n of repo.
@@ -114,7 +185,7 @@ func stateIcon(s run.State) string {
 	case run.Failure:
 		return "✗"
 	case run.Error:
-		return "!"
+		return "⚠"
 	case run.Aborted:
 		return "■"
 	case run.Running:

@@ -12,6 +12,8 @@ import (
 
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/lockstep-ci/lockstep/internal/config"
+	"github.com/lockstep-ci/lockstep/internal/periodic"
 	"github.com/lockstep-ci/lockstep/internal/run"
 	"github.com/lockstep-ci/lockstep/internal/store"
 	"github.com/lockstep-ci/lockstep/internal/store/sqlite"
@@ -25,6 +27,8 @@ type seeded struct {
 	// PullHead its unit run on the head; Periodic a nightly run that
 	// tested a stale build.
 	PullFailed, PullHead, Periodic run.ID
+	// PullError is an infrastructure error on pull request 42's head.
+	PullError run.ID
 	// Filler counts the runs of acme/gadgets, made to fill pages.
 	Filler int
 }
@@ -39,6 +43,7 @@ const (
 	seedFiller    = 120
 	staleMarker   = "stable"
 	freshMarker   = "latest"
+	seedTitle     = "Fix flaky retry"
 	seedStaleText = "The gate job release-gate failed 11 times in a row since its last success; the marker has named v1.4.2 for 8 days while 13 newer builds of main exist."
 )
 
@@ -86,6 +91,9 @@ func seed(t testing.TB, dbPath, logDir string, now time.Time) seeded {
 				t.Fatal(err)
 			}
 		}
+		if state.Terminal() && r.Spec.Refs.Pull != 0 && r.Status.Reported == nil {
+			r.Status.Reported = map[string]string{"github": string(state)}
+		}
 		if state.Terminal() {
 			end := start.Add(d)
 			r.Status.FinishedAt = &end
@@ -108,7 +116,8 @@ func seed(t testing.TB, dbPath, logDir string, now time.Time) seeded {
 		return &run.Run{Spec: run.Spec{
 			Job: job, Type: run.Presubmit, Cause: cause, Requester: "octocat",
 			Refs: run.Refs{Repo: seedRepo, CloneURL: "https://github.com/acme/widgets.git", BaseRef: seedMain,
-				BaseSHA: "0c1d2e3f405162738495a6b7c8d9e0f1a2b3c4d5", Pull: seedPull, HeadSHA: sha, HeadRef: "fix-flaky-retry", Author: "octocat"},
+				BaseSHA: "0c1d2e3f405162738495a6b7c8d9e0f1a2b3c4d5", Pull: seedPull, HeadSHA: sha, HeadRef: "fix-flaky-retry", Author: "octocat",
+				Title: seedTitle},
 			TriggerKey: key,
 		}}
 	}
@@ -193,7 +202,7 @@ func seed(t testing.TB, dbPath, logDir string, now time.Time) seeded {
 	out.Periodic = nightly.ID
 	clk.SetTime(now.Add(-50 * time.Minute))
 	smoke := mk(&run.Run{Spec: run.Spec{
-		Job: "hourly-smoke", Type: run.Periodic, Cause: run.CauseCron, Requester: "scheduler",
+		Job: "hourly-smoke", Type: run.Periodic, Cause: run.CauseInterval, Requester: "scheduler",
 		Refs:  run.Refs{Repo: seedRepo, BaseRef: seedMain},
 		Build: &run.BuildUnderTest{Marker: freshMarker, BuildID: builds[15].ID, Version: builds[15].Version, Commit: builds[15].Commit, MarkerAge: 2 * time.Hour},
 	}}, run.Success, 2*time.Minute, "smoke test passed\n")
@@ -221,12 +230,17 @@ func seed(t testing.TB, dbPath, logDir string, now time.Time) seeded {
 	out.PullHead = head.ID
 	mk(pr("lint", seedHead, run.AutoKey(seedRepo, seedPull, seedHead, "lint"), run.CauseEvent), run.Failure, 50*time.Second,
 		"golangci-lint run\nretry.go:41:2: ineffectual assignment to err (ineffassign)\n1 issue.\n")
+	// An infrastructure error: lockstep's fault, not the tests'.
+	broken := pr("integration", seedHead, run.AutoKey(seedRepo, seedPull, seedHead, "integration"), run.CauseEvent)
+	broken.Status.Reason, broken.Status.Message = "CloneFailed", "git fetch https://github.com/acme/widgets.git: connection reset by peer"
+	broken = mk(broken, run.Error, 5*time.Second, "lockstep: cloning https://github.com/acme/widgets.git\nfatal: unable to access 'https://github.com/acme/widgets.git/': Connection reset by peer\n")
+	out.PullError = broken.ID
 	for _, p := range []*store.PullState{
-		{Repo: seedRepo, Number: seedPull, State: "open", Author: "octocat", HeadSHA: seedHead, HeadRef: "fix-flaky-retry",
+		{Repo: seedRepo, Number: seedPull, Title: seedTitle, State: "open", Author: "octocat", HeadSHA: seedHead, HeadRef: "fix-flaky-retry",
 			BaseRef: seedMain, Labels: []string{"ok-to-test"}, Mergeable: ptr(true), UpdatedAt: now.Add(-41 * time.Minute)},
-		{Repo: seedRepo, Number: 43, State: "open", Author: "newcomer", HeadSHA: "feedface" + strings.Repeat("0", 32), HeadRef: "typo",
+		{Repo: seedRepo, Number: 43, Title: "Fix a typo in the README", State: "open", Author: "newcomer", HeadSHA: "feedface" + strings.Repeat("0", 32), HeadRef: "typo",
 			BaseRef: seedMain, Labels: []string{"needs-ok-to-test"}, UpdatedAt: now.Add(-2 * time.Hour)},
-		{Repo: seedRepo, Number: 44, State: "open", Author: "octocat", HeadSHA: "c0ffee" + strings.Repeat("0", 34), HeadRef: "big-refactor",
+		{Repo: seedRepo, Number: 44, Title: "Split the store into packages", State: "open", Author: "octocat", HeadSHA: "c0ffee" + strings.Repeat("0", 34), HeadRef: "big-refactor",
 			BaseRef: seedMain, Mergeable: ptr(false), UpdatedAt: now.Add(-3 * time.Hour)},
 	} {
 		if _, err := s.PutPullState(ctx, p); err != nil {
@@ -261,6 +275,18 @@ func seed(t testing.TB, dbPath, logDir string, now time.Time) seeded {
 		}
 	}
 
+	// Deliveries the intake refused.
+	if err := s.RecordRefusals(ctx, []store.Refusal{
+		{ID: "1c0ffee0-aaaa-4bbb-8ccc-000000000001", Event: "pull_request", ReceivedAt: now.Add(-3 * time.Hour), Status: 401, Outcome: "unauthorized",
+			Message: "signature does not match the body: check that the webhook's secret is lockstep's", Remote: "192.0.2.10:41234"},
+		{ID: "1c0ffee0-aaaa-4bbb-8ccc-000000000002", Event: "push", ReceivedAt: now.Add(-2 * time.Hour), Status: 415, Outcome: "unsupported_media",
+			Message: `content type "application/x-www-form-urlencoded" is not application/json: set the webhook's content type to application/json`, Remote: "192.0.2.10:41240"},
+		{ID: "1c0ffee0-aaaa-4bbb-8ccc-000000000003", Event: "pull_request", ReceivedAt: now.Add(-30 * time.Minute), Status: 413, Outcome: "too_large",
+			Message: "body is larger than 26214400 bytes", Remote: "192.0.2.10:41300"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
 	// Filler: many runs of another repository.
 	clk.SetTime(now.Add(-3 * time.Hour))
 	for i := 0; i < seedFiller; i++ {
@@ -293,11 +319,11 @@ func unitLog(pass bool) string {
 	b.WriteString("go test -race ./...\n")
 	for _, p := range []string{"api", "cache", "client", "config", "retry", "server", "store"} {
 		if !pass && p == "retry" {
-			b.WriteString("--- FAIL: TestRetryBackoff (0.31s)\n    retry_test.go:88: got 3 attempts, want 5\nFAIL\n")
-			b.WriteString("FAIL\tgithub.com/acme/widgets/" + p + "\t0.412s\n")
+			b.WriteString("\x1b[1;31m--- FAIL: TestRetryBackoff (0.31s)\x1b[0m\n    retry_test.go:88: got 3 attempts, want 5\nFAIL\n")
+			b.WriteString("\x1b[31mFAIL\x1b[0m\tgithub.com/acme/widgets/" + p + "\t0.412s\n")
 			continue
 		}
-		b.WriteString("ok  \tgithub.com/acme/widgets/" + p + "\t1.2" + fmt.Sprint(len(p)) + "s\n")
+		b.WriteString("\x1b[32mok\x1b[0m  \tgithub.com/acme/widgets/" + p + "\t1.2" + fmt.Sprint(len(p)) + "s\n")
 	}
 	if !pass {
 		b.WriteString("make: *** [Makefile:12: unit] Error 1\n")
@@ -317,4 +343,47 @@ func nightlyLog(state run.State) string {
 		b.WriteString("1 of 13 scenarios failed\n")
 	}
 	return b.String()
+}
+
+// seedConfig configures the seeded periodics.
+const seedConfig = `repos:
+  acme/widgets:
+    clone_url: https://github.com/acme/widgets.git
+    periodics:
+      - name: nightly-e2e
+        cron: "0 3 * * *"
+        run: make e2e
+        build: {marker: stable}
+      - name: hourly-smoke
+        interval: 1h
+        run: make smoke
+      - name: release-gate
+        interval: 24h
+        run: make gate
+        build: {branch: main}
+markers:
+  - name: stable
+    repo: acme/widgets
+    branch: main
+    gate: release-gate
+  - name: latest
+    repo: acme/widgets
+    branch: main
+    gate: release-gate
+`
+
+// seedPeriodics starts the seeded periodics at once, as lockstep serve
+// does: periodic.RunNow over the store and seedConfig.
+func seedPeriodics(t testing.TB, st periodic.RunNowStore, now func() time.Time) PeriodicStarter {
+	t.Helper()
+	cfg, err := config.Parse(strings.NewReader(seedConfig), "seed.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return PeriodicStarterFunc(func(ctx context.Context, repo, job, request string) (*run.Run, bool, error) {
+		return periodic.RunNow(ctx, st, cfg, repo, job, request, now())
+	})
 }

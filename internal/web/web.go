@@ -19,6 +19,7 @@ import (
 
 	"k8s.io/utils/clock"
 
+	"github.com/lockstep-ci/lockstep/internal/run"
 	"github.com/lockstep-ci/lockstep/internal/store"
 )
 
@@ -30,6 +31,30 @@ type Store interface {
 // DeliveryLister lists webhook deliveries for the deliveries page.
 type DeliveryLister interface {
 	ListDeliveries(ctx context.Context, opts store.DeliveryListOptions) (store.DeliveryPage, error)
+}
+
+// RefusalLister lists the deliveries the webhook intake refused.
+type RefusalLister interface {
+	ListRefusals(ctx context.Context, limit int, continueToken string) (store.RefusalPage, error)
+}
+
+// PeriodicStarter starts a run of a periodic job at once, for an
+// administrator: once per request id, a second call with the same
+// request returning the run the first created and created false. An
+// unknown job is store.ErrNotFound; a job that cannot run now (it has no
+// build to test) store.ErrInvalid.
+type PeriodicStarter interface {
+	RunNow(ctx context.Context, repo, job, request string) (r *run.Run, created bool, err error)
+}
+
+// PeriodicStarterFunc adapts a function to a PeriodicStarter.
+type PeriodicStarterFunc func(ctx context.Context, repo, job, request string) (*run.Run, bool, error)
+
+var _ PeriodicStarter = PeriodicStarterFunc(nil)
+
+// RunNow calls f.
+func (f PeriodicStarterFunc) RunNow(ctx context.Context, repo, job, request string) (*run.Run, bool, error) {
+	return f(ctx, repo, job, request)
 }
 
 // PullStates returns the newest known state of a pull request, for the
@@ -47,6 +72,15 @@ type Options struct {
 	// newest run's SHA.
 	Deliveries DeliveryLister
 	Pulls      PullStates
+	// Refusals, when set, feeds the deliveries page's list of deliveries
+	// the intake refused.
+	Refusals RefusalLister
+	// Periodics, when set, starts periodic jobs at once for the periodics
+	// page's "Run now" and POST /api/v1/periodics/{owner}/{repo}/{job}/run.
+	Periodics PeriodicStarter
+	// PullList, when set, feeds the pull request list, the repository
+	// pages and GET /api/v1/pulls.
+	PullList PullLister
 	// Builds, when set, feeds the periodics and markers pages and their
 	// JSON API.
 	Builds BuildsReader
@@ -124,6 +158,8 @@ func New(opts Options) *Server {
 	m.HandleFunc("GET /api/v1/runs/{id}/log/stream", s.apiRunLogStream)
 	m.HandleFunc("POST /api/v1/runs/{id}/rerun", s.apiRerun)
 	m.HandleFunc("POST /api/v1/runs/{id}/abort", s.apiAbort)
+	m.HandleFunc("GET /api/v1/pulls", s.apiListPulls)
+	m.HandleFunc("POST /api/v1/periodics/{owner}/{repo}/{job}/run", s.apiRunNow)
 
 	m.HandleFunc("GET /{$}", s.runsPage)
 	m.HandleFunc("GET /runs", s.runsPage)
@@ -131,8 +167,11 @@ func New(opts Options) *Server {
 	m.HandleFunc("POST /runs/{id}/rerun", s.rerunForm)
 	m.HandleFunc("POST /runs/{id}/abort", s.abortForm)
 	m.HandleFunc("GET /repos/{owner}/{repo}/pulls/{number}", s.pullPage)
+	m.HandleFunc("GET /repos/{owner}/{repo}", s.repoPage)
+	m.HandleFunc("GET /pulls", s.pullsPage)
 	m.HandleFunc("GET /deliveries", s.deliveriesPage)
 	m.HandleFunc("GET /periodics", s.periodicsPage)
+	m.HandleFunc("POST /periodics/{owner}/{repo}/{job}/run", s.runNowForm)
 	m.HandleFunc("GET /markers", s.markersPage)
 	m.HandleFunc("GET /login", s.loginPage)
 	m.HandleFunc("POST /login", s.login)

@@ -51,7 +51,8 @@ func newEnv(t *testing.T, edit func(*Options)) *testEnv {
 	}
 	t.Cleanup(func() { st.Close() })
 	opts := Options{
-		Store: st, Deliveries: st, Pulls: st, Builds: st,
+		Store: st, Deliveries: st, Pulls: st, Builds: st, Refusals: st, PullList: st,
+		Periodics:  seedPeriodics(t, st, func() time.Time { return testNow }),
 		Logger:     slog.New(slog.DiscardHandler),
 		AdminToken: testToken,
 		Clock:      clocktesting.NewFakeClock(testNow),
@@ -162,27 +163,32 @@ func TestPages(t *testing.T) {
 		{"/runs?pr=x", 400, []string{`pr=&#34;x&#34;: want a pull request number`}, nil},
 		{"/runs?continue=bogus", 400, []string{"not valid any more"}, nil},
 		{fmt.Sprintf("/runs/%d", sd.PullFailed), 200, []string{
-			"Run #" + sd.PullFailed.String(), "state-failure", "ScriptExited",
+			"Run " + sd.PullFailed.String() + " ", "state-failure", "✗ failure", "ScriptExited",
 			`href="https://github.com/acme/widgets/commit/3f9c2a71d05be84c6a1f0e2d7b93c4a8e6f15d20"`,
 			`href="https://github.com/acme/widgets/pull/42"`, `href="/repos/acme/widgets/pulls/42"`,
-			"asked for by <strong>octocat</strong>", "Admitted", "Finished: failure",
+			"started by a forge event, asked for by octocat", "Admitted", "Finished: failure",
 			"--- FAIL: TestRetryBackoff", `id="rerun"`, `name="request"`,
+			// The first error line leads, linked to its line in the log.
+			`<a href="#L8">First error, line 8</a>: <code>--- FAIL: TestRetryBackoff (0.31s)</code>`,
+			`<span class="ln" id="L8"><a class="lnum" href="#L8" aria-label="line 8">8</a><span class="lt"><span class="a-f1 a-b">--- FAIL: TestRetryBackoff (0.31s)</span></span></span>`,
+			"github: posted failure",
+			`<details class="run-details" id="details">`,
 		}, []string{`id="abort"`, "data-stream"}},
 		{fmt.Sprintf("/runs/%d", sd.Periodic), 200, []string{
-			"Build under test", "Stale build", "v1.4.2", `href="/markers#marker-stable"`, "newer builds",
-			"upgrade-from-v1.3 ... FAILED",
+			"Build under test", "stale build", "v1.4.2", `href="/markers#marker-stable"`, "newer builds",
+			"upgrade-from-v1.3 ... FAILED", "failure, on a stale build", "cron schedule",
 		}, nil},
-		{"/runs/999999", 404, []string{"lockstep has no run #999999"}, nil},
+		{"/runs/999999", 404, []string{"lockstep has no run 999999"}, nil},
 		{"/runs/abc", 404, []string{"is not a run number"}, nil},
 		{"/repos/acme/widgets/pulls/42", 200, []string{
-			"acme/widgets #42", "Head <a", "a1b2c3d4e5", "Not green (2 jobs): lint failure.",
+			"PR #42 <span class=\"pr-title\">Fix flaky retry</span>", `href="/repos/acme/widgets"`, "Head <a", "a1b2c3d4e5", "Not green (3 jobs): integration error, lint failure.",
 			"Earlier commits", "3f9c2a71d0", "ok-to-test",
 		}, nil},
 		{"/repos/acme/widgets/pulls/43", 200, []string{"runs nothing until a trusted person comments /ok-to-test", "No runs on the head commit"}, nil},
 		{"/repos/acme/widgets/pulls/44", 200, []string{"not mergeable"}, nil},
 		{"/repos/acme/widgets/pulls/999", 404, []string{"look at the deliveries page"}, nil},
 		{"/deliveries", 200, []string{
-			"72d3162e-cc78-11e3-81ab-4c9367dc0958", "badge-created", "badge-stale", "badge-failed", "badge-ignored",
+			"72d3162e-cc78-11e3-81ab-4c9367dc0958", "badge-created", "badge-outdated", "badge-failed", "badge-ignored",
 			"the comment is on an issue, not a pull request", "502 Bad Gateway", "not processed yet",
 			`<label for="f-event">Event</label>`,
 		}, nil},
@@ -246,7 +252,7 @@ func TestRunsFiltersAndPages(t *testing.T) {
 			return r.Spec.Refs.Repo == "acme/widgets" && r.Spec.Job == "unit" && r.Status.State == run.Failure
 		}},
 	}
-	idLink := regexp.MustCompile(`<td><a href="/runs/(\d+)">#`)
+	idLink := regexp.MustCompile(`<td data-label="Run"><a href="/runs/(\d+)">run `)
 	for _, tt := range tests {
 		t.Run(tt.query, func(t *testing.T) {
 			status, body, _ := e.get(t, nil, "/runs?"+tt.query)
@@ -309,8 +315,9 @@ func TestRunPageLive(t *testing.T) {
 	rn := createRunning(t, e.store, "live/1", logPath)
 	_, body, _ := e.get(t, nil, fmt.Sprintf("/runs/%d", rn.ID))
 	mustContain(t, "running run page", body,
-		fmt.Sprintf(`data-stream="/api/v1/runs/%d/log/stream" data-offset="17"`, rn.ID),
-		">one\ntwo\n</pre>", `id="abort"`, "Live: new lines appear")
+		fmt.Sprintf(`data-next-line="3" data-stream="/api/v1/runs/%d/log/stream?format=html" data-offset="17"`, rn.ID),
+		`<span class="lt">one</span></span><span class="ln" id="L2"><a class="lnum" href="#L2" aria-label="line 2">2</a><span class="lt"><span class="a-f2">two</span></span></span></pre>`,
+		`id="abort"`, "Live: new lines appear")
 	mustNotContain(t, "running run page", body, `id="rerun"`, "thr")
 
 	// An abort already asked for hides the button.
@@ -437,17 +444,20 @@ func TestReadLogTail(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	tests := []struct {
-		name    string
-		content string
-		max     int64
-		whole   bool
-		want    logTail
+		name      string
+		content   string
+		max       int64
+		whole     bool
+		text      string
+		first     int // number of the first line shown
+		offset    int64
+		truncated bool
 	}{
-		{"whole", "a\nb\nc", 100, true, logTail{Text: "a\nb\nc\n", Offset: 5}},
-		{"running stops at the last line end", "a\nb\nc", 100, false, logTail{Text: "a\nb\n", Offset: 4}},
-		{"running without a line end", "abc", 100, false, logTail{Text: "", Offset: 0}},
-		{"truncated starts at a line", "line1\nline2\nline3\n", 10, true, logTail{Text: "line3\n", Offset: 18, Truncated: true}},
-		{"colours and carriage returns", "\x1b[1;31mred\x1b[0m\r\nplain\n", 100, true, logTail{Text: "red\nplain\n", Offset: 22}},
+		{"whole", "a\nb\nc", 100, true, "a\nb\nc\n", 1, 5, false},
+		{"running stops at the last line end", "a\nb\nc", 100, false, "a\nb\n", 1, 4, false},
+		{"running without a line end", "abc", 100, false, "", 1, 0, false},
+		{"truncated starts at a line, numbered in the whole log", "line1\nline2\nline3\n", 10, true, "line3\n", 3, 18, true},
+		{"colours and carriage returns", "\x1b[1;31mred\x1b[0m\r\nplain\n", 100, true, "red\nplain\n", 1, 22, false},
 	}
 	for _, tt := range tests {
 		path := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "-"))
@@ -456,8 +466,11 @@ func TestReadLogTail(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got != tt.want {
-			t.Errorf("%s: got %+v, want %+v", tt.name, got, tt.want)
+		if got.Text() != tt.text || got.Offset != tt.offset || got.Truncated != tt.truncated || got.Missing {
+			t.Errorf("%s: got text %q offset %d truncated %v, want %q %d %v", tt.name, got.Text(), got.Offset, got.Truncated, tt.text, tt.offset, tt.truncated)
+		}
+		if len(got.Lines) > 0 && got.Lines[0].N != tt.first {
+			t.Errorf("%s: first line numbered %d, want %d", tt.name, got.Lines[0].N, tt.first)
 		}
 	}
 	got, err := readLogTail(filepath.Join(dir, "missing"), 10, true)
