@@ -437,11 +437,12 @@ func touch(t *testing.T, path string) {
 	}
 }
 
-// TestScreenshots writes the README's screenshots of the run page and the
-// markers page to LOCKSTEP_SCREENSHOTS, or to the artifacts directory.
+// TestScreenshots writes the README's screenshots (the run page of a
+// failed run at desktop and phone width, the markers page, the deliveries
+// page) to LOCKSTEP_SCREENSHOTS, or to the artifacts directory.
 func TestScreenshots(t *testing.T) {
 	e := newBrowserEnv(t, time.Now())
-	ctx := newBrowser(t, 1100, 800)
+	ctx := newBrowser(t, 1280, 900)
 	dir := os.Getenv("LOCKSTEP_SCREENSHOTS")
 	if dir == "" {
 		dir = artifactsDir(t)
@@ -451,17 +452,33 @@ func TestScreenshots(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for name, path := range map[string]string{
-		"run-page.png":     fmt.Sprintf("/runs/%d", e.seed.Periodic),
-		"markers-page.png": "/markers",
-	} {
-		if status := visit(t, ctx, e.base, path); status != 200 {
-			t.Fatalf("%s: status %d", path, status)
+	shots := []struct {
+		name, path string
+		phone      bool
+	}{
+		{"run-page.png", fmt.Sprintf("/runs/%d", e.seed.PullFailed), false},
+		{"run-page-phone.png", fmt.Sprintf("/runs/%d", e.seed.PullFailed), true},
+		{"markers-page.png", "/markers", false},
+		{"deliveries-page.png", "/deliveries", false},
+	}
+	for _, s := range shots {
+		w, h := int64(1280), int64(900)
+		var opts []chromedp.EmulateViewportOption
+		if s.phone {
+			w, h = 390, 844
+			opts = append(opts, chromedp.EmulateMobile)
 		}
-		screenshot(t, ctx, filepath.Join(dir, name))
-		fi, err := os.Stat(filepath.Join(dir, name))
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(w, h, opts...)); err != nil {
+			t.Fatal(err)
+		}
+		if status := visit(t, ctx, e.base, s.path); status != 200 {
+			t.Fatalf("%s: status %d", s.path, status)
+		}
+		// What a person sees first: the viewport.
+		viewportShot(t, ctx, filepath.Join(dir, s.name))
+		fi, err := os.Stat(filepath.Join(dir, s.name))
 		if err != nil || fi.Size() < 10_000 {
-			t.Errorf("%s: %v, %d bytes", name, err, fi.Size())
+			t.Errorf("%s: %v, %d bytes", s.name, err, fi.Size())
 		}
 	}
 }

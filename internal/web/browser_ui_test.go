@@ -123,6 +123,7 @@ func TestBrowserWhyIsItRed(t *testing.T) {
 	})
 
 	t.Run("a linked log line", func(t *testing.T) {
+		visit(t, ctx, e.base, "/runs") // so that the next visit loads the page, not only its fragment
 		visit(t, ctx, e.base, fmt.Sprintf("/runs/%d#L5", e.seed.PullFailed))
 		r := eval[[]float64](t, ctx, `(r => [r.top, r.bottom])(document.getElementById('L5').getBoundingClientRect())`)
 		box := eval[[]float64](t, ctx, `(r => [r.top, r.bottom])(document.getElementById('log').getBoundingClientRect())`)

@@ -172,7 +172,9 @@ type streamEnd struct {
 // offset after the line, so a reconnecting EventSource (Last-Event-ID) or
 // the offset parameter resumes where it left off. When the run has ended
 // and its log has been sent, an "end" event carries the final state as
-// JSON and the stream closes.
+// JSON and the stream closes. With format=html, each event's data is the
+// line as HTML (renderLine: escaped, its ANSI colours as classes) rather
+// than its text without escape sequences.
 func (s *Server) apiRunLogStream(w http.ResponseWriter, r *http.Request) {
 	rn, ok := s.runFromPath(w, r)
 	if !ok {

@@ -1,9 +1,9 @@
 // Package web serves lockstep's HTTP surface: the UI (server-rendered
 // pages, a live log over Server-Sent Events), the JSON API, health checks
 // and /metrics. It reads the store; the only writes it makes are the ones
-// a signed-in administrator asks for: a re-run creates a new run, and an
-// abort sets the run's abort label for the runner to act on. It never
-// writes a run's state.
+// a signed-in administrator asks for: a re-run or a periodic's run now
+// creates a new run, and an abort sets the run's abort label for the
+// runner to act on. It never writes a run's state.
 package web
 
 import (

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"testing"
 
+	"github.com/lockstep-ci/lockstep/internal/store/sqlite"
 	"github.com/lockstep-ci/lockstep/internal/testfixtures"
 )
 
@@ -148,6 +150,46 @@ func reportCPU(b *testing.B) func() {
 		end, ok2 := processCPU()
 		if ok && ok2 && b.N > 0 {
 			b.ReportMetric(float64((end-start).Nanoseconds())/float64(b.N), "cpu-ns/op")
+		}
+	}
+}
+
+// BenchmarkHandlerRefused measures the intake's CPU time per refused
+// delivery (a wrong signature on the largest pull_request fixture) with
+// the refusal recorder writing to a real SQLite store: what a flood of
+// bad deliveries costs the intake.
+func BenchmarkHandlerRefused(b *testing.B) {
+	p := largestPullRequest(b)
+	sig := Sign([]byte("not the secret"), p.Body)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := sqlite.Open(ctx, filepath.Join(b.TempDir(), "lockstep.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	rec := NewRefusalRecorder(st, nil)
+	done := make(chan error, 1)
+	go func() { done <- rec.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	h := NewHandler(HandlerOptions{
+		Secret:  func() ([]byte, error) { return testSecret, nil },
+		Sink:    SinkFunc(func(context.Context, Delivery) (bool, error) { return false, nil }),
+		Refused: rec.Record,
+	})
+	b.SetBytes(int64(len(p.Body)))
+	b.ReportAllocs()
+	defer reportCPU(b)()
+	for b.Loop() {
+		r := httptest.NewRequest(http.MethodPost, "/hook", bytes.NewReader(p.Body))
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set(HeaderEvent, "pull_request")
+		r.Header.Set(HeaderDelivery, "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+		r.Header.Set(HeaderSignature, sig)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusUnauthorized {
+			b.Fatalf("got status %d, want 401", w.Code)
 		}
 	}
 }
