@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -67,7 +68,7 @@ type runsData struct {
 	Filtered     bool // some filter is set: the form starts unfolded
 	StateOptions []option
 	TypeOptions  []option
-	Runs         []*run.Run
+	Runs         []runRow
 	Pager        pager
 	Error        string
 }
@@ -110,9 +111,48 @@ func (s *Server) runsPage(w http.ResponseWriter, r *http.Request) {
 		s.pages.internalError(w, r, err)
 		return
 	}
-	d.Runs = pg.Runs
+	if d.Runs, err = s.runRows(r.Context(), pg.Runs); err != nil {
+		s.pages.internalError(w, r, err)
+		return
+	}
 	d.Pager = pagerFor("/runs", q, pg.Continue)
 	s.pages.render(w, r, http.StatusOK, "runs", d)
+}
+
+// runRow is a run in a list, with the newest title of its pull request.
+type runRow struct {
+	*run.Run
+	PRTitle string
+}
+
+// runRows returns runs with their pull requests' titles: the stored
+// pull request's, which follows edits, or else the one the run was
+// created with.
+func (s *Server) runRows(ctx context.Context, runs []*run.Run) ([]runRow, error) {
+	titles := map[string]string{}
+	rows := make([]runRow, 0, len(runs))
+	for _, rn := range runs {
+		row := runRow{Run: rn, PRTitle: rn.Spec.Refs.Title}
+		if ref := rn.Spec.Refs; ref.Pull != 0 && s.opts.Pulls != nil {
+			k := fmt.Sprintf("%s#%d", ref.Repo, ref.Pull)
+			t, ok := titles[k]
+			if !ok {
+				p, err := s.opts.Pulls.GetPullState(ctx, ref.Repo, ref.Pull)
+				switch {
+				case err == nil:
+					t = p.Title
+				case !errors.Is(err, store.ErrNotFound):
+					return nil, err
+				}
+				titles[k] = t
+			}
+			if t != "" {
+				row.PRTitle = t
+			}
+		}
+		rows = append(rows, row)
+	}
+	return rows, nil
 }
 
 // timelineEntry is one line of a run's timeline.
@@ -287,6 +327,9 @@ func (s *Server) pullPage(w http.ResponseWriter, r *http.Request) {
 		case err == nil:
 			d.Pull = p
 			d.Head = p.HeadSHA
+			if p.Title != "" {
+				d.page.Title += " " + p.Title
+			}
 		case !errors.Is(err, store.ErrNotFound):
 			s.pages.internalError(w, r, err)
 			return

@@ -169,6 +169,15 @@ func TestPullRequestsAndRepositoryPages(t *testing.T) {
 		mustNotContain(t, tt.path, body, tt.not...)
 	}
 
+	// A run made before its pull request's title was known shows the
+	// stored title in the list.
+	if _, err := e.store.CreateRun(context.Background(), &run.Run{Spec: run.Spec{Job: "unit", Type: run.Presubmit, Cause: run.CauseEvent,
+		Script: "true", TriggerKey: "untitled/1", Refs: run.Refs{Repo: seedRepo, Pull: 43, HeadSHA: "feedface"}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, body, _ := e.get(t, nil, "/runs?repo=acme/widgets&pr=43")
+	mustContain(t, "runs of PR 43", body, `PR #43</a> <span class="pr-title">Fix a typo in the README</span>`)
+
 	// The API lists them, with their titles; runs carry theirs.
 	status, body, _ := e.get(t, nil, "/api/v1/pulls?repo=acme/widgets")
 	var out struct{ Pulls []APIPull }
