@@ -29,6 +29,8 @@ type Config struct {
 	// GitHub says how to reach GitHub; Trust whom to run code for.
 	GitHub GitHub `yaml:"github"`
 	Trust  Trust  `yaml:"trust"`
+	// GitLab says how to reach GitLab, for jobs with executor: gitlab.
+	GitLab GitLab `yaml:"gitlab"`
 	// ResyncInterval is how often every open pull request is listed again
 	// to create the runs lost webhooks should have; default 5m.
 	ResyncInterval Duration `yaml:"resync_interval"`
@@ -61,7 +63,7 @@ type Repo struct {
 type JobBase struct {
 	Name string `yaml:"name"`
 	// Run is the job's script, executed with sh -e in the checked-out
-	// repository.
+	// repository; a gitlab job has none.
 	Run string `yaml:"run"`
 	// Timeout bounds a run's execution; past it the run is aborted.
 	// Default DefaultTimeout.
@@ -69,8 +71,13 @@ type JobBase struct {
 	// MaxConcurrency caps how many runs of the job execute at once; zero
 	// means no cap.
 	MaxConcurrency int `yaml:"max_concurrency"`
-	// Env is added to the environment of the job's script.
+	// Env is added to the environment of the job's script (for a gitlab
+	// job: to the pipeline's variables).
 	Env map[string]string `yaml:"env"`
+	// Executor runs the job: local (default) or gitlab.
+	Executor string `yaml:"executor"`
+	// GitLab is the job's pipeline, for executor: gitlab.
+	GitLab *GitLabJob `yaml:"gitlab"`
 }
 
 // Brancher selects base branches by regular expression, like Prow's

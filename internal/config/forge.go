@@ -183,6 +183,8 @@ func (c *Config) files() []namedFile {
 		{"github.token_file", &c.GitHub.TokenFile, secretFile},
 		{"github.private_key_file", &c.GitHub.PrivateKeyFile, pemKeyFile},
 		{"github.webhook_secret_file", &c.GitHub.WebhookSecretFile, secretFile},
+		{"gitlab.token_file", &c.GitLab.TokenFile, secretFile},
+		{"gitlab.webhook_token_file", &c.GitLab.WebhookTokenFile, secretFile},
 	}
 }
 

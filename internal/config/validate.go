@@ -44,6 +44,7 @@ func (c *Config) Validate() error {
 		r.validate(path, &p)
 	}
 	c.validateForge(&p)
+	c.validateGitLab(&p)
 	c.validateBuilds(&p)
 	return p.err()
 }
@@ -127,9 +128,7 @@ func (j *JobBase) validate(path string, p *problemList) {
 	case !jobNameRE.MatchString(j.Name):
 		p.addf(fieldPath(path, "name"), "invalid job name %q: use letters, digits, '_', '.' and '-', starting with a letter or digit", j.Name)
 	}
-	if strings.TrimSpace(j.Run) == "" {
-		p.addf(fieldPath(path, "run"), "required")
-	}
+	j.validateExecutor(path, p)
 	if msg := j.Timeout.problem(); msg != "" {
 		p.addf(fieldPath(path, "timeout"), "%s", msg)
 	} else if j.Timeout.Duration < 0 {

@@ -1,6 +1,7 @@
 // Package executor defines how the runner starts, watches and stops the
 // execution of a run. Implementations live in subpackages named after the
-// technology they use (executor/local; executor/kube next).
+// technology they use (executor/local, executor/gitlab; executor/kube
+// next). The runner holds one per name a job can give in `executor:`.
 package executor
 
 import (
@@ -43,6 +44,13 @@ type Executor interface {
 type Started struct {
 	Handle  string
 	LogPath string
+	// URL, if set, is where the execution can be seen outside lockstep
+	// (a GitLab pipeline's page); the run records it.
+	URL string
+	// Waiting says that the execution exists but waits for resources
+	// outside lockstep (a GitLab pipeline not picked up by a runner yet):
+	// the run stays scheduled until Status stops reporting Waiting.
+	Waiting bool
 }
 
 // Outcome is how an execution ended.
@@ -58,6 +66,15 @@ type Outcome struct {
 	// $LOCKSTEP_BUILD_FILE (trimmed), and HaveBuild whether it wrote it.
 	BuildOutput string
 	HaveBuild   bool
+	// Waiting, while Done is false, says that the execution still waits
+	// for resources outside lockstep (see Started.Waiting).
+	Waiting bool
+	// Canceled says that the execution was stopped from outside lockstep
+	// (a pipeline canceled on GitLab): the run ends as aborted.
+	Canceled bool
+	// Message, when set, explains a failure or a cancellation better than
+	// the exit status does ("job rspec (stage test) failed: script_failure").
+	Message string
 }
 
 // InfraError is a failure of lockstep's infrastructure rather than of the
@@ -78,4 +95,7 @@ const (
 	ReasonClone         = "CloneFailed"
 	ReasonMergeConflict = "MergeConflict"
 	ReasonStart         = "StartFailed"
+	// ReasonUnknownExecutor: the run names an executor lockstep does not
+	// have (its configuration was changed, or the executor is not set up).
+	ReasonUnknownExecutor = "UnknownExecutor"
 )

@@ -232,6 +232,9 @@ func newRun(k jobKey, j job, due time.Time) *run.Run {
 		Env:        env,
 		Timeout:    p.EffectiveTimeout(),
 		TriggerKey: run.PeriodicKey(k.repo, p.Name, due),
+
+		Executor:       p.Executor,
+		ExecutorConfig: j.executorConfig,
 	}}
 }
 

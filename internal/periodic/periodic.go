@@ -118,6 +118,8 @@ type job struct {
 	schedule config.Schedule
 	spec     string
 	cloneURL string
+	// executorConfig is run.Spec.ExecutorConfig for the job's runs.
+	executorConfig []byte
 }
 
 // entry is a periodic's place in the heap. While in the heap (index ≥ 0)
@@ -307,7 +309,8 @@ func (s *Scheduler) sync(ctx context.Context, now time.Time) error {
 				s.log.Error("periodic has no valid schedule", "repo", name, "job", p.Name, "err", err)
 				continue
 			}
-			jobs[jobKey{name, p.Name}] = job{periodic: p, schedule: sched, spec: specOf(p), cloneURL: r.EffectiveCloneURL(name)}
+			jobs[jobKey{name, p.Name}] = job{periodic: p, schedule: sched, spec: specOf(p), cloneURL: r.EffectiveCloneURL(name),
+				executorConfig: p.ExecutorConfig(cfg.GitLab)}
 		}
 	}
 	stored, err := s.opts.Store.ListSchedules(ctx)

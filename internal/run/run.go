@@ -4,6 +4,7 @@
 package run
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 )
@@ -139,6 +140,12 @@ type Spec struct {
 	Script  string            `json:"script"`
 	Env     map[string]string `json:"env,omitempty"`
 	Timeout time.Duration     `json:"timeout"`
+	// Executor names the executor that runs the run ("local" when
+	// empty); ExecutorConfig is that executor's part of the job's
+	// configuration, copied at creation like Script, in a form only that
+	// executor reads.
+	Executor       string          `json:"executor,omitempty"`
+	ExecutorConfig json.RawMessage `json:"executor_config,omitempty"`
 	// Build names the build a periodic run tests, if any.
 	Build *BuildUnderTest `json:"build,omitempty"`
 	// TriggerKey is unique in the store: two attempts to create a run with
@@ -193,6 +200,9 @@ type Status struct {
 	BuildOutput string `json:"build_output,omitempty"`
 	// LogPath is where the run's combined output is.
 	LogPath string `json:"log_path,omitempty"`
+	// ExternalURL is where the execution can be seen outside lockstep
+	// (a GitLab pipeline's page), if anywhere.
+	ExternalURL string `json:"external_url,omitempty"`
 	// Reported holds, per reporter, the last state that reporter showed on
 	// the forge, so a restart does not report everything again.
 	Reported map[string]string `json:"reported,omitempty"`

@@ -27,6 +27,7 @@ const (
 	ReasonInterrupted = "Interrupted" // lockstep stopped while the run was under way
 	ReasonTimeout     = "Timeout"     // the run outlived its job's timeout
 	ReasonExited      = "ScriptExited"
+	ReasonCanceled    = "Canceled" // the execution was canceled outside lockstep
 )
 
 // Condition types the runner sets.
@@ -36,8 +37,13 @@ const (
 
 // Options configure a Runner. Store, Executor and Config are required.
 type Options struct {
-	Store    store.Runs
+	Store store.Runs
+	// Executor runs the runs whose spec names no executor, or "local".
 	Executor executor.Executor
+	// Executors maps other executor names (run.Spec.Executor, from a
+	// job's `executor:`) to the executors that run them. A run naming an
+	// executor found in neither ends as error/UnknownExecutor.
+	Executors map[string]executor.Executor
 	// Config returns the current configuration; the runner reads each
 	// job's max_concurrency from it at admission time.
 	Config func() *config.Config
@@ -211,21 +217,26 @@ func (r *Runner) syncScheduled(ctx context.Context, rn *run.Run) (controller.Res
 		// Nothing was started for a scheduled run, except by a process
 		// that died between starting it and recording it: Kill finds what
 		// the executor knows of it.
-		if err := r.opts.Executor.Kill(ctx, rn); err != nil {
+		if err := r.exec(rn).Kill(ctx, rn); err != nil {
 			return controller.Result{}, fmt.Errorf("kill run %d: %w", rn.ID, err)
 		}
 		return controller.Result{}, r.finish(ctx, rn, run.Aborted, reason, msg, executor.Outcome{})
 	}
+	// A run with a handle was started and waits for resources outside
+	// lockstep (a pending GitLab pipeline): follow it like a running one.
+	if rn.Status.Handle != "" {
+		return r.syncRunning(ctx, rn)
+	}
 	// A run this process already started (its status write failed) is
 	// not started twice.
-	if _, err := r.opts.Executor.Status(ctx, rn); !errors.Is(err, executor.ErrUnknown) {
-		if err := r.opts.Executor.Kill(ctx, rn); err != nil {
+	if _, err := r.exec(rn).Status(ctx, rn); !errors.Is(err, executor.ErrUnknown) {
+		if err := r.exec(rn).Kill(ctx, rn); err != nil {
 			return controller.Result{}, fmt.Errorf("kill run %d: %w", rn.ID, err)
 		}
 		return controller.Result{}, r.finish(ctx, rn, run.Error, executor.ReasonStart,
 			"the run was started but its start could not be recorded", executor.Outcome{})
 	}
-	started, err := r.opts.Executor.Start(ctx, rn, func() { r.ctrl.Add(rn.ID) })
+	started, err := r.exec(rn).Start(ctx, rn, func() { r.ctrl.Add(rn.ID) })
 	if err != nil {
 		reason := executor.ReasonStart
 		var infra *executor.InfraError
@@ -239,10 +250,13 @@ func (r *Runner) syncScheduled(ctx context.Context, rn *run.Run) (controller.Res
 		if cur.Status.State != run.Scheduled {
 			return false
 		}
-		cur.Status.State = run.Running
-		cur.Status.StartedAt = &now
+		if !started.Waiting {
+			cur.Status.State = run.Running
+			cur.Status.StartedAt = &now
+		}
 		cur.Status.Handle = started.Handle
 		cur.Status.LogPath = started.LogPath
+		cur.Status.ExternalURL = started.URL
 		return true
 	})
 	if err != nil {
@@ -254,16 +268,16 @@ func (r *Runner) syncScheduled(ctx context.Context, rn *run.Run) (controller.Res
 
 func (r *Runner) syncRunning(ctx context.Context, rn *run.Run) (controller.Result, error) {
 	if reason, msg, ok := rn.AbortRequested(); ok {
-		if err := r.opts.Executor.Kill(ctx, rn); err != nil {
+		if err := r.exec(rn).Kill(ctx, rn); err != nil {
 			return controller.Result{}, fmt.Errorf("kill run %d: %w", rn.ID, err)
 		}
 		return controller.Result{}, r.finish(ctx, rn, run.Aborted, reason, msg, executor.Outcome{})
 	}
-	out, err := r.opts.Executor.Status(ctx, rn)
+	out, err := r.exec(rn).Status(ctx, rn)
 	if errors.Is(err, executor.ErrUnknown) {
 		// Started by a process that is gone: make sure nothing of it
 		// survives, then say what happened.
-		if err := r.opts.Executor.Kill(ctx, rn); err != nil {
+		if err := r.exec(rn).Kill(ctx, rn); err != nil {
 			return controller.Result{}, fmt.Errorf("kill interrupted run %d: %w", rn.ID, err)
 		}
 		return controller.Result{}, r.finish(ctx, rn, run.Error, ReasonInterrupted,
@@ -277,25 +291,72 @@ func (r *Runner) syncRunning(ctx context.Context, rn *run.Run) (controller.Resul
 	switch {
 	case out.Done && out.Infra != nil:
 		return controller.Result{}, r.finish(ctx, rn, run.Error, out.Infra.Reason, out.Infra.Err.Error(), out)
+	case out.Done && out.Canceled:
+		return controller.Result{}, r.finish(ctx, rn, run.Aborted, ReasonCanceled, out.Message, out)
 	case out.Done && out.ExitCode == 0:
 		return controller.Result{}, r.finish(ctx, rn, run.Success, "", "", out)
 	case out.Done && !now.Before(deadline):
 		// Killed for its timeout by an earlier attempt whose write failed.
 		return controller.Result{}, r.finish(ctx, rn, run.Aborted, ReasonTimeout, r.timeoutMessage(rn), out)
 	case out.Done:
-		return controller.Result{}, r.finish(ctx, rn, run.Failure, ReasonExited,
-			fmt.Sprintf("the job's script exited with status %d", out.ExitCode), out)
+		msg := out.Message
+		if msg == "" {
+			msg = fmt.Sprintf("the job's script exited with status %d", out.ExitCode)
+		}
+		return controller.Result{}, r.finish(ctx, rn, run.Failure, ReasonExited, msg, out)
 	case !now.Before(deadline):
-		if err := r.opts.Executor.Kill(ctx, rn); err != nil {
+		if err := r.exec(rn).Kill(ctx, rn); err != nil {
 			return controller.Result{}, fmt.Errorf("kill timed-out run %d: %w", rn.ID, err)
 		}
 		return controller.Result{}, r.finish(ctx, rn, run.Aborted, ReasonTimeout, r.timeoutMessage(rn), out)
+	case rn.Status.State == run.Scheduled && !out.Waiting:
+		// A waiting execution got its resources.
+		_, _, err := r.update(ctx, rn.ID, func(cur *run.Run) bool {
+			if cur.Status.State != run.Scheduled {
+				return false
+			}
+			cur.Status.State = run.Running
+			cur.Status.StartedAt = &now
+			return true
+		})
+		return controller.Result{RequeueAfter: deadline.Sub(now)}, err
 	default:
-		// The executor's notification wakes the run when it ends; the
-		// deadline wakes it for the timeout.
+		// The executor's notification wakes the run when it ends or stops
+		// waiting; the deadline wakes it for the timeout.
 		return controller.Result{RequeueAfter: deadline.Sub(now)}, nil
 	}
 }
+
+// exec returns the executor that runs rn.
+func (r *Runner) exec(rn *run.Run) executor.Executor {
+	name := rn.Spec.Executor
+	if name == "" || name == config.ExecutorLocal {
+		if e, ok := r.opts.Executors[config.ExecutorLocal]; ok {
+			return e
+		}
+		return r.opts.Executor
+	}
+	if e, ok := r.opts.Executors[name]; ok {
+		return e
+	}
+	return unknownExecutor(name)
+}
+
+// unknownExecutor stands for an executor name lockstep has no executor
+// for: its runs end as error/UnknownExecutor when started.
+type unknownExecutor string
+
+func (u unknownExecutor) Start(context.Context, *run.Run, func()) (executor.Started, error) {
+	return executor.Started{}, &executor.InfraError{Reason: executor.ReasonUnknownExecutor,
+		Err: fmt.Errorf("lockstep has no executor %q: configure it, or change the job's executor", string(u))}
+}
+
+func (u unknownExecutor) Status(context.Context, *run.Run) (executor.Outcome, error) {
+	return executor.Outcome{}, executor.ErrUnknown
+}
+
+func (unknownExecutor) Kill(context.Context, *run.Run) error    { return nil }
+func (unknownExecutor) Cleanup(context.Context, *run.Run) error { return nil }
 
 func (r *Runner) deadline(rn *run.Run) time.Time {
 	start := rn.CreatedAt
@@ -339,7 +400,7 @@ func (r *Runner) finish(ctx context.Context, rn *run.Run, state run.State, reaso
 		return err
 	}
 	r.log.Info("run finished", "run", rn.ID, "job", rn.Spec.Job, "repo", rn.Spec.Refs.Repo, "state", state, "reason", reason)
-	if err := r.opts.Executor.Cleanup(ctx, updated); err != nil && ctx.Err() == nil {
+	if err := r.exec(updated).Cleanup(ctx, updated); err != nil && ctx.Err() == nil {
 		r.log.Warn("clean up execution", "run", rn.ID, "err", err)
 	}
 	if r.maxConcurrency(rn) > 0 {

@@ -406,6 +406,7 @@ func (t *Trigger) push(ctx context.Context, ev *github.PushEvent, out *store.Out
 			Cause: run.CauseEvent, Requester: ev.GetPusher().GetName(),
 			Context: job.StatusContext(), Script: job.Run, Env: job.Env, Timeout: job.EffectiveTimeout(),
 			TriggerKey: run.PostsubmitKey(repo, after, job.Name),
+			Executor:   job.Executor, ExecutorConfig: job.ExecutorConfig(t.opts.Config().GitLab),
 		}}
 		created, err := t.opts.Store.CreateRun(ctx, r)
 		switch {

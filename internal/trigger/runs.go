@@ -89,6 +89,9 @@ func (t *Trigger) createRuns(ctx context.Context, rc *config.Repo, p *store.Pull
 			Env:        pl.job.Env,
 			Timeout:    pl.job.EffectiveTimeout(),
 			TriggerKey: pl.key,
+
+			Executor:       pl.job.Executor,
+			ExecutorConfig: pl.job.ExecutorConfig(t.opts.Config().GitLab),
 		}}
 		created, err := t.opts.Store.CreateRun(ctx, r)
 		switch {
