@@ -59,7 +59,7 @@ func TestGitLabValidation(t *testing.T) {
 	const jp = `repos["acme/widget"].presubmits[0]`
 	tests := []struct {
 		name, in string
-		want []string
+		want     []string
 	}{
 		{"gitlab job without gitlab section", `
 gitlab: {token_file: t}

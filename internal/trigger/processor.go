@@ -95,7 +95,9 @@ func (p *Processor) Run(ctx context.Context) error {
 
 func (p *Processor) watch(ctx context.Context, enqueue func(string)) error {
 	return p.opts.Store.WatchDeliveries(ctx, p.from, func(d *store.Delivery) error {
-		if d.State == store.DeliveryPending {
+		// Deliveries of other intakes (GitLab's pipeline hooks) are
+		// their owners' to process.
+		if d.State == store.DeliveryPending && webhook.Known(d.Event) {
 			enqueue(d.ID)
 		}
 		return nil
@@ -110,7 +112,9 @@ func (p *Processor) listPending(ctx context.Context, enqueue func(string)) error
 			return fmt.Errorf("list pending deliveries: %w", err)
 		}
 		for _, d := range page.Deliveries {
-			enqueue(d.ID)
+			if webhook.Known(d.Event) {
+				enqueue(d.ID)
+			}
 		}
 		if page.Continue == "" {
 			return nil
@@ -128,7 +132,7 @@ func (p *Processor) Reconcile(ctx context.Context, id string) (controller.Result
 	if err != nil {
 		return controller.Result{}, err
 	}
-	if d.State != store.DeliveryPending {
+	if d.State != store.DeliveryPending || !webhook.Known(d.Event) {
 		return controller.Result{}, nil
 	}
 	log := p.log.With("delivery", id, "event", d.Event)
