@@ -126,7 +126,7 @@ func waitRun(t *testing.T, st store.Runs, id lsrun.ID, want lsrun.State) *lsrun.
 	return r
 }
 
-func pollUntil(t *testing.T, what string, cond func() bool) {
+func pollUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {

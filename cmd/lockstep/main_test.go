@@ -41,7 +41,7 @@ func runLockstep(t *testing.T, args ...string) (stdout, stderr string, err error
 	return out.String(), errb.String(), err
 }
 
-func writeFile(t *testing.T, path, content string) string {
+func writeFile(t testing.TB, path, content string) string {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
@@ -53,7 +53,7 @@ func writeFile(t *testing.T, path, content string) string {
 }
 
 // gitRepo makes a repository with one commit and returns its path.
-func gitRepo(t *testing.T) string {
+func gitRepo(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "README"), "hello\n")
@@ -247,14 +247,14 @@ func (s *server) Log() string {
 	return s.log.String()
 }
 
-func startServer(t *testing.T, cfg, dataDir string) *server {
+func startServer(t testing.TB, cfg, dataDir string) *server {
 	t.Helper()
 	return startServerCmd(t, lockstepCmd(context.Background(), "serve", "--config", cfg, "--data-dir", dataDir, "--listen", "127.0.0.1:0"))
 }
 
 // startServerCmd starts cmd, a lockstep serve, and returns once it listens
 // (as its log says); the test's end kills it.
-func startServerCmd(t *testing.T, cmd *exec.Cmd) *server {
+func startServerCmd(t testing.TB, cmd *exec.Cmd) *server {
 	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -53,6 +53,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	if job.ExecutorName() != config.ExecutorLocal {
+		return fmt.Errorf("job %s runs with executor %s; lockstep run runs local jobs only: start its runs through lockstep serve", job.Name, job.ExecutorName())
+	}
 	cloneURL := cfg.Repos[job.Repo].EffectiveCloneURL(job.Repo)
 	baseRef, sha, err := resolveRef(ctx, cloneURL, *ref)
 	if err != nil {

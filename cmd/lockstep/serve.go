@@ -69,9 +69,14 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	gitlab, err := newGitLab(cfg.GitLab, st, *dataDir, log)
+	if err != nil {
+		return err
+	}
 	rnr := runner.New(runner.Options{
 		Store:           st,
 		Executor:        exec,
+		Executors:       gitlab.executors(),
 		Config:          getter.Get,
 		Logger:          log,
 		MetricsProvider: mets.WorkqueueProvider(),
@@ -139,6 +144,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}),
 		Routes: func(mux *http.ServeMux) {
 			mux.Handle("POST /hook", hook)
+			mux.Handle("POST /hook/gitlab", gitlabHook(getter, st, log))
 			for _, p := range builds.APIPatterns() {
 				mux.Handle(p, buildsAPI)
 			}
@@ -165,6 +171,9 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	g.Go(func() error { return sched.Run(gctx) })
 	g.Go(func() error { return bld.Run(gctx) })
 	g.Go(func() error { return refusals.Run(gctx) })
+	if gitlab != nil {
+		g.Go(func() error { return gitlab.deliveries.Run(gctx) })
+	}
 	if _, err := os.Stat(*configPath); err == nil {
 		g.Go(func() error { return config.Watch(gctx, *configPath, getter, log) })
 	}
@@ -185,6 +194,11 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer cancel()
 	if serr := exec.Shutdown(shutCtx); serr != nil {
 		log.Error("executor shutdown", "err", serr)
+	}
+	if gitlab != nil {
+		if serr := gitlab.exec.Shutdown(shutCtx); serr != nil {
+			log.Error("gitlab executor shutdown", "err", serr)
+		}
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err

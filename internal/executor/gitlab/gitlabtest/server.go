@@ -81,8 +81,11 @@ type Server struct {
 	lose      int
 	sent      int
 	lastHook  []byte
-	auto      sync.WaitGroup
-	closed    bool
+	// ended holds when the webhook announcing each pipeline's end was
+	// sent.
+	ended  map[int64]time.Time
+	auto   sync.WaitGroup
+	closed bool
 }
 
 type fault struct {
@@ -116,7 +119,7 @@ func NewServer(t testing.TB) *Server {
 	s := &Server{
 		t: t, dir: t.TempDir(),
 		projects: map[string]*project{}, byID: map[int64]*project{},
-		pipelines: map[int64]*pipeline{}, jobs: map[int64]*job{}, nextID: 100,
+		pipelines: map[int64]*pipeline{}, jobs: map[int64]*job{}, nextID: 100, ended: map[int64]time.Time{},
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
 	t.Cleanup(func() {
@@ -302,6 +305,7 @@ func (s *Server) SetPipelineStatus(id int64, status string) {
 	pl := s.pipelines[id]
 	pl.p.Status = status
 	body := s.eventLocked(pl)
+	s.markEndedLocked(pl)
 	s.mu.Unlock()
 	s.sendHook(body)
 }
@@ -331,8 +335,25 @@ func (s *Server) change(id int64, status, reason string, _ any) {
 	pl := j.pipeline
 	s.recomputeLocked(pl)
 	body := s.eventLocked(pl)
+	s.markEndedLocked(pl)
 	s.mu.Unlock()
 	s.sendHook(body)
+}
+
+// markEndedLocked records when the webhook of pl's end is sent.
+func (s *Server) markEndedLocked(pl *pipeline) {
+	if _, ok := s.ended[pl.p.ID]; !ok && terminal(pl.p.Status) {
+		s.ended[pl.p.ID] = time.Now()
+	}
+}
+
+// EndedAt returns when the double sent (or lost) the webhook saying
+// pipeline id ended, and whether it did.
+func (s *Server) EndedAt(id int64) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.ended[id]
+	return t, ok
 }
 
 func terminal(status string) bool {
