@@ -11,6 +11,7 @@ import (
 	"github.com/lockstep-ci/lockstep/internal/config"
 	"github.com/lockstep-ci/lockstep/internal/executor"
 	gitlabexec "github.com/lockstep-ci/lockstep/internal/executor/gitlab"
+	lsrun "github.com/lockstep-ci/lockstep/internal/run"
 	"github.com/lockstep-ci/lockstep/internal/store/sqlite"
 )
 
@@ -24,7 +25,7 @@ type gitlabParts struct {
 // newGitLab builds the GitLab executor and its webhook processor from the
 // gitlab section, or returns nil parts when it names no token. The
 // token is read at start: changing it needs a restart.
-func newGitLab(g config.GitLab, st *sqlite.Store, dataDir string, log *slog.Logger) (*gitlabParts, error) {
+func newGitLab(g config.GitLab, st *sqlite.Store, dataDir string, notify func(lsrun.ID), log *slog.Logger) (*gitlabParts, error) {
 	if g.TokenFile == "" {
 		return nil, nil
 	}
@@ -36,7 +37,7 @@ func newGitLab(g config.GitLab, st *sqlite.Store, dataDir string, log *slog.Logg
 		URL: g.EffectiveURL(), Token: string(bytes.TrimSpace(token)),
 		WorkDir: filepath.Join(dataDir, "gitlab"), LogDir: filepath.Join(dataDir, "logs"),
 		PollInterval: g.EffectivePollInterval(), TraceInterval: g.EffectiveTraceInterval(),
-		Logger: log.With("executor", config.ExecutorGitLab),
+		Logger: log.With("executor", config.ExecutorGitLab), Notify: notify,
 	})
 	if err != nil {
 		return nil, err

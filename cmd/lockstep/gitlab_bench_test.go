@@ -26,7 +26,7 @@ func BenchmarkGitLabWebhookToStatus(b *testing.B) {
         always_run: true
         executor: gitlab
         gitlab: {project: `+ksProject+`}
-`, gitlabtest.JobSpec{Name: "unit-tests", Stage: "unit-tests", Trace: "ok\n"},
+`, true, gitlabtest.JobSpec{Name: "unit-tests", Stage: "unit-tests", Trace: "ok\n"},
 		gitlabtest.JobSpec{Name: "packet_ubuntu24-calico", Stage: "deploy-part1", Trace: "cluster up\n"})
 	git := func(args ...string) string {
 		cmd := exec.Command("git", args...)

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,9 +40,12 @@ type kubespray struct {
 	src        string
 	base, head string
 	secret     []byte
+	cfg        string
 }
 
-func newKubespray(t testing.TB, jobs string, glJobs ...gitlabtest.JobSpec) *kubespray {
+// newKubespray starts it all; auto makes the GitLab double run every
+// pipeline to its end by itself.
+func newKubespray(t testing.TB, jobs string, auto bool, glJobs ...gitlabtest.JobSpec) *kubespray {
 	t.Helper()
 	k := &kubespray{t: t, dir: t.TempDir(), secret: []byte("hook-secret")}
 	k.src = gitRepo(t)
@@ -65,13 +69,13 @@ func newKubespray(t testing.TB, jobs string, glJobs ...gitlabtest.JobSpec) *kube
 	k.gh = githubtest.NewServer(t)
 	k.gh.AddMember("kubernetes-sigs", "maintainer")
 	k.gl = gitlabtest.NewServer(t)
-	k.gl.AddProject(ksProject, true, glJobs...)
+	k.gl.AddProject(ksProject, auto, glJobs...)
 
 	writeFile(t, filepath.Join(k.dir, "token"), "test-token\n")
 	writeFile(t, filepath.Join(k.dir, "secret"), string(k.secret)+"\n")
 	writeFile(t, filepath.Join(k.dir, "gitlab-token"), gitlabtest.Token+"\n")
 	writeFile(t, filepath.Join(k.dir, "gitlab-hook-token"), ksToken+"\n")
-	cfg := writeFile(t, filepath.Join(k.dir, "lockstep.yaml"), fmt.Sprintf(`
+	k.cfg = writeFile(t, filepath.Join(k.dir, "lockstep.yaml"), fmt.Sprintf(`
 github:
   endpoint: %s
   token_file: token
@@ -87,7 +91,7 @@ repos:
     clone_url: %s
     presubmits:
 %s`, k.gh.URL(), k.gl.URL(), strings.Replace(k.gl.RemoteURL(ksProject), ksProject, "{project}", 1), ksRepo, k.src, jobs))
-	k.srv = startServer(t, cfg, filepath.Join(k.dir, "data"))
+	k.srv = startServer(t, k.cfg, filepath.Join(k.dir, "data"))
 	k.gl.SetWebhook("http://"+k.srv.addr+"/hook/gitlab", ksToken)
 	return k
 }
@@ -218,7 +222,7 @@ const ksJobs = `      - name: pull-kubespray-e2e
 // context, and never a failed one.
 func TestKubesprayThroughGitLab(t *testing.T) {
 	t.Parallel()
-	k := newKubespray(t, ksJobs,
+	k := newKubespray(t, ksJobs, true,
 		gitlabtest.JobSpec{Name: "unit-tests", Stage: "unit-tests", Trace: "tests ok\n"},
 		gitlabtest.JobSpec{Name: "packet_ubuntu24-calico", Stage: "deploy-part1", Trace: "cluster up\n"})
 	k.addPull(7, "newcomer")
@@ -288,6 +292,49 @@ func TestKubesprayThroughGitLab(t *testing.T) {
 	t.Logf("GitLab API calls: %d for %d successful runs (%.1f per run)", calls, len(runs), float64(calls)/float64(len(runs)))
 	if perRun := float64(calls) / float64(len(runs)); perRun > 6 {
 		t.Errorf("%.1f GitLab API calls per run, want at most 6: %+v", perRun, k.gl.Calls())
+	}
+}
+
+// TestGitLabKillServeWhilePipelineRuns kills lockstep serve while its
+// run's pipeline runs: the restarted process follows the same pipeline
+// to its end, and the log holds its trace once.
+func TestGitLabKillServeWhilePipelineRuns(t *testing.T) {
+	t.Parallel()
+	k := newKubespray(t, `      - name: pull-kubespray-e2e
+        always_run: true
+        executor: gitlab
+        gitlab: {project: `+ksProject+`}
+`, false, gitlabtest.JobSpec{Name: "unit-tests", Stage: "unit-tests"})
+	k.addPull(9, "maintainer")
+	k.opened(9, "maintainer", "")
+	pollUntil(t, "the pipeline", func() bool { return len(k.gl.Pipelines(ksProject)) == 1 })
+	p := k.gl.Pipelines(ksProject)[0]
+	job := k.gl.Jobs(p.ID)[0].ID
+	k.gl.StartJob(job)
+	k.gl.AppendTrace(job, "before the crash\n")
+	pollUntil(t, "the run to be running", func() bool {
+		runs := k.runs(9)
+		return len(runs) == 1 && runs[0].State == "running"
+	})
+	if err := k.srv.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-k.srv.done
+	k.gl.AppendTrace(job, "while lockstep was down\n")
+
+	k.srv = startServer(t, k.cfg, filepath.Join(k.dir, "data"))
+	k.gl.SetWebhook("http://"+k.srv.addr+"/hook/gitlab", ksToken)
+	k.gl.FinishJob(job, "success", "")
+	runs := k.waitRuns(9, 1)
+	if runs[0].State != "success" {
+		t.Errorf("run ended %s/%s, want success", runs[0].State, runs[0].Reason)
+	}
+	if n := len(k.gl.Pipelines(ksProject)); n != 1 {
+		t.Errorf("%d pipelines, want 1", n)
+	}
+	log := httpGet(t, fmt.Sprintf("http://%s/api/v1/runs/%d/log", k.srv.addr, runs[0].ID))
+	if strings.Count(log, "before the crash") != 1 || !strings.Contains(log, "while lockstep was down") {
+		t.Errorf("log after the restart:\n%s", log)
 	}
 }
 

@@ -69,11 +69,14 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	gitlab, err := newGitLab(cfg.GitLab, st, *dataDir, log)
+	// The GitLab executor wakes runs it follows again after a restart
+	// through the runner, made just below.
+	var rnr *runner.Runner
+	gitlab, err := newGitLab(cfg.GitLab, st, *dataDir, func(id runpkg.ID) { rnr.Enqueue(id) }, log)
 	if err != nil {
 		return err
 	}
-	rnr := runner.New(runner.Options{
+	rnr = runner.New(runner.Options{
 		Store:           st,
 		Executor:        exec,
 		Executors:       gitlab.executors(),

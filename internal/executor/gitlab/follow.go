@@ -194,7 +194,7 @@ func (e *Executor) run(f *follow) {
 		}
 		if notified != waiting(f.statusNow()) {
 			notified = !notified
-			f.callNotify() // the run leaves scheduled
+			e.callNotify(f) // the run leaves scheduled
 		}
 		f.mu.Lock()
 		untilPoll := e.opts.PollInterval - e.opts.Clock.Since(f.heard)
@@ -237,12 +237,15 @@ func (f *follow) statusNow() string {
 	return f.status
 }
 
-func (f *follow) callNotify() {
+func (e *Executor) callNotify(f *follow) {
 	f.mu.Lock()
 	n := f.notify
 	f.mu.Unlock()
-	if n != nil {
+	switch {
+	case n != nil:
 		n()
+	case e.opts.Notify != nil:
+		e.opts.Notify(f.runID)
 	}
 }
 
@@ -282,7 +285,7 @@ func (e *Executor) listJobs(ctx context.Context, f *follow) ([]*jobState, error)
 // tells the runner.
 func (e *Executor) finish(ctx context.Context, f *follow) {
 	f.mu.Lock()
-	needJobs := f.status == "failed" && len(f.jobs) == 0
+	needJobs := len(f.jobs) == 0 // for the traces, and a failure's reasons
 	f.mu.Unlock()
 	if needJobs {
 		if jobs, err := e.listJobs(ctx, f); err == nil {
@@ -298,7 +301,7 @@ func (e *Executor) finish(ctx context.Context, f *follow) {
 	f.done = true
 	f.mu.Unlock()
 	e.log.Info("pipeline ended", "run", f.runID, "pipeline", f.id, "status", f.statusNow())
-	f.callNotify()
+	e.callNotify(f)
 }
 
 // readTraces appends to the log what is new in the traces of the
@@ -470,8 +473,16 @@ func (e *Executor) Observe(ev *gl.PipelineEvent) string {
 		return fmt.Sprintf("pipeline %d of %s is not lockstep's", ev.ObjectAttributes.ID, ev.Project.PathWithNamespace)
 	}
 	f, ok := e.lookup(rid)
-	if !ok || f.id != ev.ObjectAttributes.ID {
-		return fmt.Sprintf("pipeline %d (run %d) is not followed here", ev.ObjectAttributes.ID, rid)
+	if !ok {
+		// Not followed yet (lockstep restarted): the run's next look
+		// finds the pipeline from its handle, as it is now.
+		if e.opts.Notify != nil {
+			e.opts.Notify(rid)
+		}
+		return fmt.Sprintf("pipeline %d (run %d) is not followed here yet; run %d looked at again", ev.ObjectAttributes.ID, rid, rid)
+	}
+	if f.id != ev.ObjectAttributes.ID {
+		return fmt.Sprintf("pipeline %d is not run %d's (%d)", ev.ObjectAttributes.ID, rid, f.id)
 	}
 	var jobs []*jobState
 	for _, b := range ev.Builds {

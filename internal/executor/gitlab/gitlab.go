@@ -101,6 +101,12 @@ type Options struct {
 	MaxRetryWait time.Duration
 	Clock        clock.WithTicker
 	Logger       *slog.Logger
+	// Notify, if set, asks the runner to look at a run again (the
+	// runner's Enqueue). It is how a pipeline followed again after a
+	// restart, which no Start gave a notify function, wakes its run, and
+	// how a webhook about a pipeline not followed yet gets its run looked
+	// at at once rather than at the next poll.
+	Notify func(run.ID)
 
 	// afterCreate, in tests, runs right after a pipeline was created and
 	// before Start returns; an error from it is returned by Start, as if
@@ -469,7 +475,12 @@ func (e *Executor) Status(ctx context.Context, r *run.Run) (executor.Outcome, er
 		return executor.Outcome{}, fmt.Errorf("reset log of run %s: %w", r.ID, err)
 	}
 	e.appendf(r.ID, "lockstep: following pipeline %d again after a restart\n", id)
-	f := e.track(r, cfg, p.ID, p.WebURL, p.Status, nil, nil)
+	probe := &follow{project: project, id: id}
+	jobs, err := e.listJobs(ctx, probe)
+	if err != nil {
+		return executor.Outcome{}, err
+	}
+	f := e.track(r, cfg, p.ID, p.WebURL, p.Status, jobs, nil)
 	e.log.Info("following pipeline again", "run", r.ID, "project", project, "pipeline", id, "status", p.Status)
 	return f.outcome(), nil
 }
