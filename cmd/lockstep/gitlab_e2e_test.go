@@ -195,7 +195,7 @@ func (k *kubespray) waitRuns(n, want int) []apiRun {
 			return runs
 		}
 		if time.Now().After(deadline) {
-			k.t.Fatalf("runs of #%d: %+v, want %d finished", n, runs, want)
+			k.t.Fatalf("runs of #%d: %+v, want %d finished\nGitLab calls: %+v\nlockstep serve's log:\n%s", n, runs, want, k.gl.Calls(), k.srv.Log())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

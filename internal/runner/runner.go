@@ -286,8 +286,25 @@ func (r *Runner) syncRunning(ctx context.Context, rn *run.Run) (controller.Resul
 	if err != nil {
 		return controller.Result{}, fmt.Errorf("status of run %d: %w", rn.ID, err)
 	}
-	deadline := r.deadline(rn)
 	now := r.opts.Clock.Now()
+	if rn.Status.State == run.Scheduled && (out.Done || !out.Waiting) {
+		// A waiting execution got its resources, or ended before the
+		// runner saw it run: it is running first, so that it can end in
+		// any state.
+		updated, _, err := r.update(ctx, rn.ID, func(cur *run.Run) bool {
+			if cur.Status.State != run.Scheduled {
+				return false
+			}
+			cur.Status.State = run.Running
+			cur.Status.StartedAt = &now
+			return true
+		})
+		if err != nil {
+			return controller.Result{}, err
+		}
+		rn = updated
+	}
+	deadline := r.deadline(rn)
 	switch {
 	case out.Done && out.Infra != nil:
 		return controller.Result{}, r.finish(ctx, rn, run.Error, out.Infra.Reason, out.Infra.Err.Error(), out)
@@ -309,17 +326,6 @@ func (r *Runner) syncRunning(ctx context.Context, rn *run.Run) (controller.Resul
 			return controller.Result{}, fmt.Errorf("kill timed-out run %d: %w", rn.ID, err)
 		}
 		return controller.Result{}, r.finish(ctx, rn, run.Aborted, ReasonTimeout, r.timeoutMessage(rn), out)
-	case rn.Status.State == run.Scheduled && !out.Waiting:
-		// A waiting execution got its resources.
-		_, _, err := r.update(ctx, rn.ID, func(cur *run.Run) bool {
-			if cur.Status.State != run.Scheduled {
-				return false
-			}
-			cur.Status.State = run.Running
-			cur.Status.StartedAt = &now
-			return true
-		})
-		return controller.Result{RequeueAfter: deadline.Sub(now)}, err
 	default:
 		// The executor's notification wakes the run when it ends or stops
 		// waiting; the deadline wakes it for the timeout.

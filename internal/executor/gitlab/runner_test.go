@@ -93,6 +93,25 @@ func TestRunnerFollowsPipelineStates(t *testing.T) {
 	e.waitFor("the ref to be deleted", func() bool { return len(e.gl.Refs(testProject)) == 0 })
 }
 
+// TestRunnerScheduledStraightToDone: a pipeline lockstep only ever saw
+// pending, then finished (its webhooks lost, found by polling), ends the
+// run as it ended, never leaving it scheduled.
+func TestRunnerScheduledStraightToDone(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	e.gl.LoseWebhooks(1000)
+	x := e.newExecutor(func(o *Options) { o.PollInterval = 100 * time.Millisecond })
+	e.startRunner(x)
+	r := e.createRun(time.Hour)
+	e.waitFor("the pipeline", func() bool { return len(e.gl.Pipelines(testProject)) == 1 })
+	id := e.pipeline()
+	e.gl.SetPipelineStatus(id, "success") // the jobs' own webhooks never came
+	got := e.waitState(r.ID, run.Success, run.Error, run.Failure, run.Aborted)
+	if got.Status.State != run.Success || got.Status.StartedAt == nil {
+		t.Errorf("run ended %s/%s (started %v), want success", got.Status.State, got.Status.Reason, got.Status.StartedAt)
+	}
+}
+
 // TestSupersedeCancelsThePipeline: a new push to the pull request asks
 // the runner to abort the run (the trigger's Superseded label): the
 // pipeline is canceled on GitLab and its ref deleted.
