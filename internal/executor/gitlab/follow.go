@@ -62,7 +62,14 @@ func (e *Executor) track(r *run.Run, cfg config.GitLabRun, id int64, url, status
 	}
 	e.mu.Lock()
 	e.follows[r.ID] = f
+	early := e.early[r.ID]
+	delete(e.early, r.ID)
 	e.mu.Unlock()
+	for _, ev := range early {
+		if ev.ObjectAttributes.ID == id {
+			f.observe(ev.ObjectAttributes.Status, eventJobs(ev), e.opts.Clock.Now())
+		}
+	}
 	e.wg.Add(1)
 	go e.run(f)
 	return f
@@ -472,23 +479,39 @@ func (e *Executor) Observe(ev *gl.PipelineEvent) string {
 	if _, err := fmt.Sscan(id, &rid); err != nil || id == "" {
 		return fmt.Sprintf("pipeline %d of %s is not lockstep's", ev.ObjectAttributes.ID, ev.Project.PathWithNamespace)
 	}
-	f, ok := e.lookup(rid)
+	e.mu.Lock()
+	f, ok := e.follows[rid]
 	if !ok {
-		// Not followed yet (lockstep restarted): the run's next look
+		// Not followed yet: its Start has not returned, or lockstep
+		// restarted and the runner has not looked at the run. The event
+		// is kept for the first case; in the second, the run's next look
 		// finds the pipeline from its handle, as it is now.
+		if len(e.early[rid]) < maxEarly {
+			e.early[rid] = append(e.early[rid], ev)
+		}
+		e.mu.Unlock()
 		if e.opts.Notify != nil {
 			e.opts.Notify(rid)
 		}
 		return fmt.Sprintf("pipeline %d (run %d) is not followed here yet; run %d looked at again", ev.ObjectAttributes.ID, rid, rid)
 	}
+	e.mu.Unlock()
 	if f.id != ev.ObjectAttributes.ID {
 		return fmt.Sprintf("pipeline %d is not run %d's (%d)", ev.ObjectAttributes.ID, rid, f.id)
 	}
+	f.observe(ev.ObjectAttributes.Status, eventJobs(ev), e.opts.Clock.Now())
+	f.wake()
+	return fmt.Sprintf("run %d: pipeline %d %s", rid, f.id, ev.ObjectAttributes.Status)
+}
+
+// maxEarly bounds the webhooks kept for one run not followed yet.
+const maxEarly = 32
+
+// eventJobs returns the jobs a pipeline webhook describes.
+func eventJobs(ev *gl.PipelineEvent) []*jobState {
 	var jobs []*jobState
 	for _, b := range ev.Builds {
 		jobs = append(jobs, &jobState{id: b.ID, name: b.Name, stage: b.Stage, status: b.Status, reason: b.FailureReason, allowFailure: b.AllowFailure})
 	}
-	f.observe(ev.ObjectAttributes.Status, jobs, e.opts.Clock.Now())
-	f.wake()
-	return fmt.Sprintf("run %d: pipeline %d %s", rid, f.id, ev.ObjectAttributes.Status)
+	return jobs
 }

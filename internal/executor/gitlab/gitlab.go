@@ -130,10 +130,13 @@ type Executor struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// mu guards follows and starting.
+	// mu guards follows, starting and early.
 	mu       sync.Mutex
 	follows  map[run.ID]*follow
 	starting map[run.ID]*sync.Mutex
+	// early keeps webhooks about runs not followed yet: a pipeline's
+	// first webhooks can come before the API's answer to its creation.
+	early map[run.ID][]*gl.PipelineEvent
 }
 
 // New returns an Executor.
@@ -184,7 +187,7 @@ func New(opts Options) (*Executor, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Executor{
 		opts: opts, api: api, log: log, logs: logs, ctx: ctx, cancel: cancel,
-		follows: map[run.ID]*follow{}, starting: map[run.ID]*sync.Mutex{},
+		follows: map[run.ID]*follow{}, starting: map[run.ID]*sync.Mutex{}, early: map[run.ID][]*gl.PipelineEvent{},
 	}, nil
 }
 
@@ -542,6 +545,7 @@ func (e *Executor) Cleanup(ctx context.Context, r *run.Run) error {
 	e.mu.Lock()
 	delete(e.follows, r.ID)
 	delete(e.starting, r.ID)
+	delete(e.early, r.ID)
 	e.mu.Unlock()
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/lockstep-ci/lockstep/internal/executor"
 	"github.com/lockstep-ci/lockstep/internal/executor/gitlab/gitlabtest"
 	"github.com/lockstep-ci/lockstep/internal/run"
+	"github.com/lockstep-ci/lockstep/internal/store"
 )
 
 // TestStartPushesTheMergeAndCreatesOnePipeline: the pull request's head
@@ -392,3 +393,30 @@ func TestPipelineCreateRefused(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestWebhooksBeforeStartReturns: a pipeline's webhooks can be processed
+// before GitLab's answer to its creation reaches lockstep; they are kept
+// and applied once the pipeline is followed, with no poll needed.
+func TestWebhooksBeforeStartReturns(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	x := e.newExecutor(func(o *Options) {
+		o.afterCreate = func(r *run.Run, pipeline int64) error {
+			for _, j := range e.jobIDs(pipeline) {
+				e.gl.StartJob(j)
+				e.gl.FinishJob(j, "success", "")
+			}
+			// Every webhook is stored, and processed, before Start goes on.
+			e.waitFor("the webhooks to be processed", func() bool {
+				page, err := e.store.ListDeliveries(context.Background(), store.DeliveryListOptions{State: store.DeliveryDone, Limit: 100})
+				return err == nil && len(page.Deliveries) >= 4
+			})
+			return nil
+		}
+	})
+	r := e.newRun(true)
+	e.start(x, r, nil)
+	if out := e.waitDone(x, r); out.Infra != nil || out.ExitCode != 0 {
+		t.Errorf("outcome %+v, want success", out)
+	}
+}
