@@ -282,7 +282,7 @@ func (s *Server) Variables(pipelineID int64) map[string]string {
 }
 
 // StartJob moves job id to running (and its pipeline with it).
-func (s *Server) StartJob(id int64) { s.change(id, "running", "", nil) }
+func (s *Server) StartJob(id int64) { s.change(id, "running", "") }
 
 // AppendTrace adds text to job id's trace.
 func (s *Server) AppendTrace(id int64, text string) {
@@ -295,7 +295,7 @@ func (s *Server) AppendTrace(id int64, text string) {
 // skipped) and, for failed, failure_reason (script_failure,
 // runner_system_failure, stuck_or_timeout_failure…).
 func (s *Server) FinishJob(id int64, status, failureReason string) {
-	s.change(id, status, failureReason, nil)
+	s.change(id, status, failureReason)
 }
 
 // SetPipelineStatus sets pipeline id's status directly (manual,
@@ -320,7 +320,7 @@ func (s *Server) Redeliver() {
 
 // change moves job id to status and recomputes its pipeline's status,
 // sending a webhook when the pipeline's status or a job's changed.
-func (s *Server) change(id int64, status, reason string, _ any) {
+func (s *Server) change(id int64, status, reason string) {
 	s.mu.Lock()
 	j := s.jobs[id]
 	now := time.Now().UTC()
