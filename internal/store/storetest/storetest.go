@@ -72,6 +72,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"WatchCancel", testWatchCancel},
 		{"WatchFnError", testWatchFnError},
 		{"WatchConcurrentWriters", testWatchConcurrentWriters},
+		{"WatchOrderManyWriters", testWatchOrderManyWriters},
 		{"RevisionMonotonic", testRevisionMonotonic},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,25 @@
+package store
+
+import (
+	"context"
+
+	"github.com/lockstep-ci/lockstep/internal/run"
+)
+
+// Logs stores the logs of runs, so that any process sharing the store
+// reads any run's log, live and complete, whichever process ran it. A log
+// is a sequence of bytes written only by appending.
+// Implementations are safe for concurrent use.
+type Logs interface {
+	// AppendLog appends data to the log of run id, which must be off bytes
+	// long: an append at another offset (a second writer, or a retry of an
+	// append that was stored) fails with ErrConflict and changes nothing.
+	AppendLog(ctx context.Context, id run.ID, off int64, data []byte) error
+	// ReadLog returns up to limit bytes (DefaultLogRead when limit is not
+	// positive) of the log of run id from offset off; fewer, or none, when
+	// the log is shorter. A run with no log has an empty one.
+	ReadLog(ctx context.Context, id run.ID, off int64, limit int) ([]byte, error)
+}
+
+// DefaultLogRead is how much ReadLog returns at most when not told.
+const DefaultLogRead = 1 << 20

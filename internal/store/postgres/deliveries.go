@@ -1,0 +1,379 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"github.com/jackc/pgx/v5"
+	"time"
+
+	"github.com/lockstep-ci/lockstep/internal/store"
+)
+
+var (
+	_ store.Deliveries = (*Store)(nil)
+	_ store.Pulls      = (*Store)(nil)
+	_ store.Effects    = (*Store)(nil)
+)
+
+// deliveryColumns are the columns scanDelivery reads, body excluded.
+const deliveryColumns = `seq, id, event, received_at, state, rv, outcome`
+
+// AcceptDelivery stores d as pending; it is durable when AcceptDelivery
+// returns. A delivery whose ID is stored already is left alone and
+// reported as a duplicate. The body is stored compressed when that makes
+// it smaller (see encodeBody).
+func (s *Store) AcceptDelivery(ctx context.Context, d *store.Delivery) (duplicate bool, err error) {
+	if d.ID == "" || d.Event == "" {
+		return false, fmt.Errorf("accept delivery: %w: id and event are required", store.ErrInvalid)
+	}
+	outcome, err := json.Marshal(d.Outcome)
+	if err != nil {
+		return false, fmt.Errorf("accept delivery %s: encode outcome: %w", d.ID, err)
+	}
+	received := d.ReceivedAt
+	if received.IsZero() {
+		received = s.clock.Now()
+	}
+	// PostgreSQL compresses large bodies itself (TOAST).
+	body := d.Body
+	if body == nil {
+		body = []byte{}
+	}
+	err = s.inTx(ctx, func(tx *writeTx) (bool, error) {
+		rev, err := nextRevision(tx)
+		if err != nil {
+			return false, err
+		}
+		res, err := tx.Exec(`INSERT INTO deliveries (id, event, received_at, state, rv, outcome, body)
+VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+			d.ID, d.Event, received.UnixNano(), string(store.DeliveryPending), rev, string(outcome), body)
+		if err != nil {
+			return false, fmt.Errorf("insert: %w", err)
+		}
+		duplicate = res.RowsAffected() == 0
+		return !duplicate, nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("accept delivery %s: %w", d.ID, err)
+	}
+	return duplicate, nil
+}
+
+// GetDelivery returns the delivery with id, body included.
+func (s *Store) GetDelivery(ctx context.Context, id string) (*store.Delivery, error) {
+	var body []byte
+	d, err := scanDelivery(s.queryRow(ctx, `SELECT `+deliveryColumns+`, body FROM deliveries WHERE id = ?`, id), &body)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("delivery %s: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get delivery %s: %w", id, err)
+	}
+	d.Body = body
+	return d, nil
+}
+
+// ListDeliveries returns deliveries newest first, without bodies.
+func (s *Store) ListDeliveries(ctx context.Context, opts store.DeliveryListOptions) (store.DeliveryPage, error) {
+	limit := opts.Limit
+	switch {
+	case limit <= 0:
+		limit = store.DefaultLimit
+	case limit > store.MaxLimit:
+		limit = store.MaxLimit
+	}
+	query := `SELECT ` + deliveryColumns + ` FROM deliveries WHERE 1=1`
+	var args []any
+	if opts.Continue != "" {
+		after, err := decodeContinue(opts.Continue)
+		if err != nil {
+			return store.DeliveryPage{}, fmt.Errorf("list deliveries: %w", err)
+		}
+		query += ` AND seq < ?`
+		args = append(args, after)
+	}
+	if opts.State != "" {
+		query += ` AND state = ?`
+		args = append(args, string(opts.State))
+	}
+	if opts.Event != "" {
+		query += ` AND event = ?`
+		args = append(args, opts.Event)
+	}
+	query += ` ORDER BY seq DESC LIMIT ?`
+	args = append(args, limit+1)
+	rows, err := s.query(ctx, query, args...)
+	if err != nil {
+		return store.DeliveryPage{}, fmt.Errorf("list deliveries: %w", err)
+	}
+	defer rows.Close()
+	var page store.DeliveryPage
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return store.DeliveryPage{}, fmt.Errorf("list deliveries: %w", err)
+		}
+		page.Deliveries = append(page.Deliveries, d)
+	}
+	if err := rows.Err(); err != nil {
+		return store.DeliveryPage{}, fmt.Errorf("list deliveries: %w", err)
+	}
+	if len(page.Deliveries) > limit {
+		page.Deliveries = page.Deliveries[:limit]
+		page.Continue = encodeContinue(page.Deliveries[limit-1].Seq)
+	}
+	return page, nil
+}
+
+// FinishDelivery records the outcome of a pending delivery.
+func (s *Store) FinishDelivery(ctx context.Context, id string, state store.DeliveryState, outcome store.Outcome) error {
+	if state != store.DeliveryDone && state != store.DeliveryFailed {
+		return fmt.Errorf("finish delivery %s: %w: state %q is not done or failed", id, store.ErrInvalid, state)
+	}
+	enc, err := json.Marshal(outcome)
+	if err != nil {
+		return fmt.Errorf("finish delivery %s: encode outcome: %w", id, err)
+	}
+	var found bool
+	err = s.inTx(ctx, func(tx *writeTx) (bool, error) {
+		var cur string
+		err := tx.QueryRow(`SELECT state FROM deliveries WHERE id = ?`, id).Scan(&cur)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		found = true
+		if cur != string(store.DeliveryPending) {
+			return false, fmt.Errorf("delivery is %s already: %w", cur, store.ErrConflict)
+		}
+		rev, err := nextRevision(tx)
+		if err != nil {
+			return false, err
+		}
+		_, err = tx.Exec(`UPDATE deliveries SET state = ?, outcome = ?, rv = ? WHERE id = ?`, string(state), enc, rev, id)
+		return err == nil, err
+	})
+	if err == nil && !found {
+		err = store.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("finish delivery %s: %w", id, err)
+	}
+	return nil
+}
+
+// WatchDeliveries calls fn with every delivery written after revision
+// from, in revision order, without bodies.
+func (s *Store) WatchDeliveries(ctx context.Context, from int64, fn func(*store.Delivery) error) error {
+	return s.watch(ctx, from, func(from int64) (int64, int, error) {
+		rows, err := s.query(ctx, `SELECT `+deliveryColumns+` FROM deliveries WHERE rv > ? ORDER BY rv LIMIT ?`, from, watchBatch)
+		if err != nil {
+			return from, 0, err
+		}
+		defer rows.Close()
+		n := 0
+		for rows.Next() {
+			d, err := scanDelivery(rows)
+			if err != nil {
+				return from, n, err
+			}
+			if err := fn(d); err != nil {
+				return from, n, errStop{err}
+			}
+			from = d.ResourceVersion
+			n++
+		}
+		return from, n, rows.Err()
+	})
+}
+
+// errStop carries the error of a watch callback, which ends the watch as
+// it is, unwrapped.
+type errStop struct{ err error }
+
+func (e errStop) Error() string { return e.err.Error() }
+
+// watch runs one query after another, each reading up to watchBatch rows
+// written after revision from and returning the last revision it passed
+// on; when a query finds less than a batch, it waits for a write in this
+// process, the poll interval, or ctx.
+func (s *Store) watch(ctx context.Context, from int64, next func(from int64) (int64, int, error)) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		changed := s.changes()
+		var (
+			n   int
+			err error
+		)
+		from, n, err = next(from)
+		var stop errStop
+		if errors.As(err, &stop) {
+			return stop.err
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("watch after revision %d: %w", from, err)
+		}
+		if n == watchBatch {
+			continue
+		}
+		timer := s.clock.NewTimer(s.poll)
+		select {
+		case <-ctx.Done():
+		case <-changed:
+		case <-timer.C():
+		}
+		timer.Stop()
+	}
+}
+
+// scanDelivery reads the deliveryColumns of a row and, if dest is given,
+// the columns that follow them into dest.
+func scanDelivery(sc scanner, dest ...any) (*store.Delivery, error) {
+	var (
+		d        store.Delivery
+		received int64
+		state    string
+		outcome  []byte
+	)
+	cols := append([]any{&d.Seq, &d.ID, &d.Event, &received, &state, &d.ResourceVersion, &outcome}, dest...)
+	if err := sc.Scan(cols...); err != nil {
+		return nil, err
+	}
+	d.ReceivedAt = time.Unix(0, received).UTC()
+	d.State = store.DeliveryState(state)
+	if err := json.Unmarshal(outcome, &d.Outcome); err != nil {
+		return nil, fmt.Errorf("decode outcome of delivery %s: %w", d.ID, err)
+	}
+	return &d, nil
+}
+
+// GetPullState returns the stored state of a pull request.
+func (s *Store) GetPullState(ctx context.Context, repo string, number int) (*store.PullState, error) {
+	var (
+		rv   int64
+		data []byte
+	)
+	err := s.queryRow(ctx, `SELECT rv, data FROM pulls WHERE repo = ? AND number = ?`, repo, number).Scan(&rv, &data)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("pull request %s#%d: %w", repo, number, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get pull request %s#%d: %w", repo, number, err)
+	}
+	var p store.PullState
+	if err := json.Unmarshal(data, &p); err != nil {
+		return nil, fmt.Errorf("decode pull request %s#%d: %w", repo, number, err)
+	}
+	p.ResourceVersion = rv
+	return &p, nil
+}
+
+// PutPullState creates or replaces a pull request's state with CAS on its
+// ResourceVersion.
+func (s *Store) PutPullState(ctx context.Context, p *store.PullState) (*store.PullState, error) {
+	if p.Repo == "" || p.Number <= 0 {
+		return nil, fmt.Errorf("put pull request: %w: repo and number are required", store.ErrInvalid)
+	}
+	out := *p
+	var sentinel error
+	err := s.inTx(ctx, func(tx *writeTx) (bool, error) {
+		var cur int64
+		err := tx.QueryRow(`SELECT rv FROM pulls WHERE repo = ? AND number = ?`, p.Repo, p.Number).Scan(&cur)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			if p.ResourceVersion != 0 {
+				sentinel = store.ErrNotFound
+				return false, nil
+			}
+		case err != nil:
+			return false, err
+		case p.ResourceVersion == 0:
+			sentinel = store.ErrAlreadyExists
+			return false, nil
+		case cur != p.ResourceVersion:
+			sentinel = store.ErrConflict
+			return false, nil
+		}
+		rev, err := nextRevision(tx)
+		if err != nil {
+			return false, err
+		}
+		out.ResourceVersion = rev
+		data, err := json.Marshal(out)
+		if err != nil {
+			return false, err
+		}
+		_, err = tx.Exec(`INSERT INTO pulls (repo, number, rv, data) VALUES (?, ?, ?, ?)
+ON CONFLICT (repo, number) DO UPDATE SET rv = excluded.rv, data = excluded.data`, p.Repo, p.Number, rev, data)
+		return err == nil, err
+	})
+	if err == nil {
+		err = sentinel
+	}
+	if err != nil {
+		return nil, fmt.Errorf("put pull request %s#%d: %w", p.Repo, p.Number, err)
+	}
+	return &out, nil
+}
+
+// ClaimEffect claims key for a side effect done once.
+func (s *Store) ClaimEffect(ctx context.Context, key string) (store.EffectState, error) {
+	var state store.EffectState
+	err := s.inTx(ctx, func(tx *writeTx) (bool, error) {
+		var cur string
+		err := tx.QueryRow(`SELECT state FROM effects WHERE key = ?`, key).Scan(&cur)
+		if err == nil {
+			state = store.EffectState(cur)
+			return false, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return false, err
+		}
+		state = store.EffectNew
+		_, err = tx.Exec(`INSERT INTO effects (key, state, created_at) VALUES (?, ?, ?)`, key, string(store.EffectPending), s.clock.Now().UnixNano())
+		return err == nil, err
+	})
+	if err != nil {
+		return "", fmt.Errorf("claim effect %s: %w", key, err)
+	}
+	return state, nil
+}
+
+// CompleteEffect marks key done.
+func (s *Store) CompleteEffect(ctx context.Context, key string) error {
+	err := s.inTx(ctx, func(tx *writeTx) (bool, error) {
+		res, err := tx.Exec(`UPDATE effects SET state = ? WHERE key = ?`, string(store.EffectDone), key)
+		if err != nil {
+			return false, err
+		}
+		return res.RowsAffected() > 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("complete effect %s: %w", key, err)
+	}
+	return nil
+}
+
+// ReleaseEffect forgets key.
+func (s *Store) ReleaseEffect(ctx context.Context, key string) error {
+	err := s.inTx(ctx, func(tx *writeTx) (bool, error) {
+		res, err := tx.Exec(`DELETE FROM effects WHERE key = ?`, key)
+		if err != nil {
+			return false, err
+		}
+		return res.RowsAffected() > 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("release effect %s: %w", key, err)
+	}
+	return nil
+}

@@ -1,0 +1,456 @@
+// Package postgres is lockstep's store for several replicas: the store
+// interfaces of package store kept in one PostgreSQL database, which every
+// replica opens.
+//
+// # Ordering the change feed
+//
+// A watcher reads "every object written after revision N", so revisions
+// must be handed out in commit order: a sequence would not do, because two
+// transactions may take revisions 7 and 8 and commit 8 first, and a
+// watcher that saw 8 would then never read 7. Every write transaction here
+// therefore starts by incrementing one row, revision (UPDATE ... RETURNING),
+// and keeps that row locked until it commits or rolls back: the next writer
+// waits for the lock, so it takes its revision only after the previous one
+// has committed, and revisions commit in the order they are handed out. A
+// rolled-back write gives its revision back. The cost is that writes
+// commit one after the other; TestWatchOrderUnderConcurrentWriters holds
+// the guarantee to 32 concurrent writers.
+//
+// Watchers are woken by NOTIFY (sent by a trigger on the revision row, so
+// once per committed write transaction) through one LISTEN connection per
+// Store, and by the writes made through the same Store; they also poll
+// (WithPollInterval), because a notification sent while the listening
+// connection is down is lost.
+//
+// # Fencing
+//
+// A write whose context carries a store.Fence (store.WithFence) checks, in
+// its transaction, that the fence's lease still has the fence's term,
+// holding the lease row with FOR SHARE until it commits: a replica that
+// takes the lease over waits for the write to end, and once it has taken
+// it, a write of the old term fails with store.ErrFenced.
+//
+// # Schema
+//
+// The schema is migrated on Open, under an advisory lock so that replicas
+// starting together apply each step once; a database whose schema is newer
+// than this lockstep's is refused. Tables live in the connection's
+// current schema (search_path), so one database can hold several
+// independent stores, as the tests do.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"k8s.io/utils/clock"
+
+	"github.com/lockstep-ci/lockstep/internal/store"
+)
+
+var (
+	_ store.Runs       = (*Store)(nil)
+	_ store.Deliveries = (*Store)(nil)
+	_ store.Pulls      = (*Store)(nil)
+	_ store.Effects    = (*Store)(nil)
+	_ store.Schedules  = (*Store)(nil)
+	_ store.Builds     = (*Store)(nil)
+	_ store.Markers    = (*Store)(nil)
+	_ store.Leases     = (*Store)(nil)
+	_ store.Logs       = (*Store)(nil)
+)
+
+// Store is the store interfaces of package store kept in PostgreSQL. It
+// is safe for concurrent use by many goroutines and by many processes
+// sharing the database. Open it with Open and release it with Close.
+type Store struct {
+	pool  *pgxpool.Pool
+	clock clock.Clock
+	poll  time.Duration
+	log   *slog.Logger
+	// channel is the NOTIFY channel of the store's schema.
+	channel string
+
+	// stopListen ends the listener, which then closes listenDone.
+	stopListen context.CancelFunc
+	listenDone chan struct{}
+
+	// mu guards changed.
+	mu sync.Mutex
+	// changed is closed, and replaced, after every committed write seen
+	// by this Store (its own, or another's through NOTIFY).
+	changed chan struct{}
+}
+
+// Option changes how Open sets up a Store.
+type Option func(*options)
+
+type options struct {
+	clock        clock.Clock
+	pollInterval time.Duration
+	logger       *slog.Logger
+	maxConns     int32
+}
+
+// WithClock sets the clock that stamps CreatedAt, expires leases and times
+// the watchers' polls. The default is the real clock.
+func WithClock(c clock.Clock) Option { return func(o *options) { o.clock = c } }
+
+// WithPollInterval sets how often a caught-up watcher reads the database
+// even when no notification woke it. The default is DefaultPollInterval.
+func WithPollInterval(d time.Duration) Option { return func(o *options) { o.pollInterval = d } }
+
+// WithLogger sets the logger told about a lost LISTEN connection. The
+// default is slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithMaxConns caps the connection pool, the LISTEN connection included.
+// The default is DefaultMaxConns.
+func WithMaxConns(n int32) Option { return func(o *options) { o.maxConns = n } }
+
+// Defaults of the options.
+const (
+	DefaultPollInterval = time.Second
+	DefaultMaxConns     = 16
+	// connectTimeout bounds the first connection, so that an unreachable
+	// server is an error at start rather than a hang.
+	connectTimeout = 10 * time.Second
+)
+
+// Open connects to the PostgreSQL database at url (postgres://…) and
+// brings its schema up to date. It fails with a one-line error saying what
+// is wrong when the server cannot be reached, refuses the credentials, or
+// holds a schema newer than this lockstep knows.
+func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
+	o := options{
+		clock:        clock.RealClock{},
+		pollInterval: DefaultPollInterval,
+		logger:       slog.Default(),
+		maxConns:     DefaultMaxConns,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.pollInterval <= 0 {
+		return nil, fmt.Errorf("open store: poll interval %v is not positive", o.pollInterval)
+	}
+	if o.maxConns < 2 {
+		return nil, fmt.Errorf("open store: %d connections are too few: a store needs one to listen and one to work", o.maxConns)
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("open store: %s is not a PostgreSQL URL: %w", Redact(url), unwrapParse(err))
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > connectTimeout {
+		cfg.ConnConfig.ConnectTimeout = connectTimeout
+	}
+	cfg.MaxConns = o.maxConns
+	where := fmt.Sprintf("%s@%s:%d/%s", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", where, err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, connectTimeout)
+	err = pool.Ping(pingCtx)
+	cancel()
+	if err != nil {
+		pool.Close()
+		return nil, connectError(where, err)
+	}
+	var schema string
+	if err := pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open store %s: read current schema: %w", where, err)
+	}
+	if schema == "" {
+		pool.Close()
+		return nil, fmt.Errorf("open store %s: no schema of the search_path exists: create it or fix search_path", where)
+	}
+	if err := migrate(ctx, pool, schema); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open store %s: %w", where, err)
+	}
+	stop, cancelListen := context.WithCancel(context.Background())
+	s := &Store{
+		pool:       pool,
+		clock:      o.clock,
+		poll:       o.pollInterval,
+		log:        o.logger.With("store", where, "schema", schema),
+		channel:    channelName(schema),
+		stopListen: cancelListen,
+		listenDone: make(chan struct{}),
+		changed:    make(chan struct{}),
+	}
+	go s.listen(stop)
+	return s, nil
+}
+
+// channelName returns the NOTIFY channel of the store in schema.
+func channelName(schema string) string { return "lockstep_changes_" + schema }
+
+// connectError turns the failure of the first connection into a one-line
+// error that says what to fix.
+func connectError(where string, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "28P01", "28000":
+			return fmt.Errorf("open store %s: PostgreSQL refused the credentials (%s): check the user and password in the store URL", where, pgErr.Message)
+		case "3D000":
+			return fmt.Errorf("open store %s: the database does not exist (%s): create it first", where, pgErr.Message)
+		}
+		return fmt.Errorf("open store %s: %s (SQLSTATE %s)", where, pgErr.Message, pgErr.Code)
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "connect") {
+		return fmt.Errorf("open store %s: cannot reach PostgreSQL: %s", where, oneLine(err))
+	}
+	return fmt.Errorf("open store %s: %s", where, oneLine(err))
+}
+
+// oneLine returns err's message on one line.
+func oneLine(err error) string {
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// unwrapParse returns the reason of a URL parse error, without the URL
+// (and its password) pgx puts in it.
+func unwrapParse(err error) error {
+	var pe *pgconn.ParseConfigError
+	if errors.As(err, &pe) && pe.Unwrap() != nil {
+		return pe.Unwrap()
+	}
+	return errors.New("cannot parse it")
+}
+
+// Redact returns url with its password replaced by "xxxxx", to be logged.
+func Redact(url string) string {
+	scheme, rest, ok := strings.Cut(url, "://")
+	if !ok {
+		return url
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return url
+	}
+	user, _, hasPass := strings.Cut(rest[:at], ":")
+	if !hasPass {
+		return url
+	}
+	return scheme + "://" + user + ":xxxxx" + rest[at:]
+}
+
+// Close stops the listener and closes the pool. Watchers still running
+// fail; close a Store after its users are done with it.
+func (s *Store) Close() error {
+	s.stopListen()
+	<-s.listenDone
+	s.pool.Close()
+	return nil
+}
+
+// listen wakes the watchers of s at every NOTIFY of its channel, until
+// ctx ends. A lost connection is taken again after a pause; meanwhile the
+// watchers poll.
+func (s *Store) listen(ctx context.Context) {
+	defer close(s.listenDone)
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := s.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("store change notifications lost; watchers poll until they are back", "err", err, "retry_in", backoff)
+		// A write may have been missed while the connection was down.
+		s.notify()
+		t := s.clock.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+		case <-t.C():
+		}
+		t.Stop()
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}
+
+// listenOnce listens on one connection until it fails or ctx ends.
+func (s *Store) listenOnce(ctx context.Context) error {
+	pooled, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// The connection gets session state (LISTEN): never hand it back.
+	conn := pooled.Hijack()
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{s.channel}.Sanitize()); err != nil {
+		return err
+	}
+	// Writes committed before LISTEN took effect sent nothing to us.
+	s.notify()
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return err
+		}
+		s.notify()
+	}
+}
+
+// notify wakes every watcher waiting on the current changed channel.
+func (s *Store) notify() {
+	s.mu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// changes returns a channel closed at the next write seen. Taking it
+// before reading guarantees that a write committed after the read wakes
+// the reader.
+func (s *Store) changes() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// Revision returns the store's current revision.
+func (s *Store) Revision(ctx context.Context) (int64, error) {
+	var rev int64
+	if err := s.pool.QueryRow(ctx, `SELECT rev FROM revision WHERE id = 1`).Scan(&rev); err != nil {
+		return 0, fmt.Errorf("read revision: %w", err)
+	}
+	return rev, nil
+}
+
+// writeTx is a write transaction: it holds the revision row from its
+// start, so that write transactions commit in revision order. Its queries
+// take '?' placeholders, as the SQLite store's do.
+type writeTx struct {
+	tx  pgx.Tx
+	ctx context.Context
+	// rev is the revision the transaction took when it began; used is set
+	// once a write stamped it, after which nextRevision takes another.
+	rev  int64
+	used bool
+}
+
+// QueryRow runs a query that returns at most one row.
+func (t *writeTx) QueryRow(query string, args ...any) pgx.Row {
+	return t.tx.QueryRow(t.ctx, rebind(query), args...)
+}
+
+// Exec runs a statement that returns no rows.
+func (t *writeTx) Exec(query string, args ...any) (pgconn.CommandTag, error) {
+	return t.tx.Exec(t.ctx, rebind(query), args...)
+}
+
+// queryRow runs a read query outside any write transaction.
+func (s *Store) queryRow(ctx context.Context, query string, args ...any) pgx.Row {
+	return s.pool.QueryRow(ctx, rebind(query), args...)
+}
+
+// query runs a read query outside any write transaction.
+func (s *Store) query(ctx context.Context, query string, args ...any) (pgx.Rows, error) {
+	return s.pool.Query(ctx, rebind(query), args...)
+}
+
+// rebind returns query with its '?' placeholders numbered as PostgreSQL
+// wants them ($1, $2…). No query of this package has a '?' elsewhere.
+func rebind(query string) string {
+	if !strings.Contains(query, "?") {
+		return query
+	}
+	var b strings.Builder
+	b.Grow(len(query) + 16)
+	n := 0
+	for _, c := range query {
+		if c == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// nextRevision returns a new revision for the write in tx to stamp on
+// what it changes: the one tx took when it began, then the following ones.
+func nextRevision(tx *writeTx) (int64, error) {
+	if !tx.used {
+		tx.used = true
+		return tx.rev, nil
+	}
+	if err := tx.QueryRow(`UPDATE revision SET rev = rev + 1 WHERE id = 1 RETURNING rev`).Scan(&tx.rev); err != nil {
+		return 0, fmt.Errorf("advance revision: %w", err)
+	}
+	return tx.rev, nil
+}
+
+// inTx runs fn in a write transaction and wakes the watchers once it has
+// committed. fn reports through wrote whether it changed anything; when it
+// did not, or when it fails, the transaction is rolled back, which also
+// gives back the revision it took. A store.Fence in ctx is checked in the
+// transaction (see the package doc).
+func (s *Store) inTx(ctx context.Context, fn func(tx *writeTx) (wrote bool, err error)) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	w := &writeTx{tx: tx, ctx: ctx}
+	if err := tx.QueryRow(ctx, `UPDATE revision SET rev = rev + 1 WHERE id = 1 RETURNING rev`).Scan(&w.rev); err != nil {
+		return fmt.Errorf("take revision: %w", err)
+	}
+	if err := checkFence(ctx, tx); err != nil {
+		return err
+	}
+	wrote, err := fn(w)
+	if err != nil {
+		return err
+	}
+	if !wrote {
+		return nil
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	s.notify()
+	return nil
+}
+
+// checkFence fails with store.ErrFenced when ctx carries a fence whose
+// lease has moved on to another term, and otherwise holds the lease row
+// until tx ends.
+func checkFence(ctx context.Context, tx pgx.Tx) error {
+	f, ok := store.FenceFrom(ctx)
+	if !ok {
+		return nil
+	}
+	var term int64
+	err := tx.QueryRow(ctx, `SELECT term FROM leases WHERE name = $1 FOR SHARE`, f.Lease).Scan(&term)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%w: lease %s is not held by anyone", store.ErrFenced, f.Lease)
+	}
+	if err != nil {
+		return fmt.Errorf("check lease %s: %w", f.Lease, err)
+	}
+	if term != f.Term {
+		return fmt.Errorf("%w: lease %s is at term %d, the write was made under term %d", store.ErrFenced, f.Lease, term, f.Term)
+	}
+	return nil
+}
+
+// scanner is a pgx.Row or pgx.Rows.
+type scanner interface {
+	Scan(dest ...any) error
+}
