@@ -132,3 +132,20 @@ func RetryOnConflict(ctx context.Context, fn func() error) error {
 	}
 	return fmt.Errorf("gave up after 5 conflicts: %w", err)
 }
+
+// Store is a whole store, as lockstep serve opens it: every role
+// interface, and Close. Components take the role interfaces they use; the
+// process that opens the store closes it, after its users are done.
+type Store interface {
+	Runs
+	Deliveries
+	Pulls
+	Effects
+	Schedules
+	Builds
+	Markers
+	Leases
+	Logs
+	// Close releases the store. Watchers still running fail.
+	Close() error
+}

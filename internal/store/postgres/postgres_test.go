@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/utils/clock"
+
+	"github.com/lockstep-ci/lockstep/internal/store"
 	"github.com/lockstep-ci/lockstep/internal/store/postgres/pgtest"
 	"github.com/lockstep-ci/lockstep/internal/store/storetest"
 )
@@ -29,22 +32,10 @@ func openURL(t testing.TB, url string, opts ...Option) *Store {
 	return s
 }
 
-// TestConformance runs the suite with a poll interval longer than the
+// TestConformance runs every suite with a poll interval longer than the
 // suite, so that its watchers depend on being woken.
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storetest.Store {
-		return openTest(t, WithPollInterval(time.Hour))
-	})
-}
-
-func TestIntakeConformance(t *testing.T) {
-	storetest.RunIntake(t, func(t *testing.T) storetest.IntakeStore {
-		return openTest(t, WithPollInterval(time.Hour))
-	})
-}
-
-func TestBuildsConformance(t *testing.T) {
-	storetest.RunBuilds(t, func(t *testing.T) storetest.BuildsStore {
-		return openTest(t, WithPollInterval(time.Hour))
+	storetest.RunAll(t, func(t *testing.T, clk clock.Clock) store.Store {
+		return openTest(t, WithPollInterval(time.Hour), WithClock(clk))
 	})
 }

@@ -141,6 +141,26 @@ CREATE TABLE refusals (
 	remote      TEXT    NOT NULL
 );
 `,
+		// 6: leases (one process holds them all, the data directory being
+		// locked, but the leader elector is the same for every store), and
+		// run logs in chunks, read by the web through the store.
+		`
+CREATE TABLE leases (
+	name        TEXT    PRIMARY KEY,
+	holder      TEXT    NOT NULL,
+	term        INTEGER NOT NULL,
+	acquired_at INTEGER NOT NULL,
+	renewed_at  INTEGER NOT NULL,
+	expires_at  INTEGER NOT NULL
+);
+
+CREATE TABLE log_chunks (
+	run_id INTEGER NOT NULL,
+	off    INTEGER NOT NULL, -- the offset of the chunk's first byte
+	data   BLOB    NOT NULL,
+	PRIMARY KEY (run_id, off)
+);
+`,
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/utils/clock"
 
 	"github.com/lockstep-ci/lockstep/internal/run"
 	"github.com/lockstep-ci/lockstep/internal/store"
@@ -33,11 +34,11 @@ func openTest(t testing.TB, path string, opts ...Option) *Store {
 	return s
 }
 
-// TestConformance runs the suite with a poll interval longer than the
+// TestConformance runs every suite with a poll interval longer than the
 // suite, so that its watchers depend on being woken by the writes.
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storetest.Store {
-		return openTest(t, filepath.Join(t.TempDir(), "lockstep.db"), WithPollInterval(time.Hour))
+	storetest.RunAll(t, func(t *testing.T, clk clock.Clock) store.Store {
+		return openTest(t, filepath.Join(t.TempDir(), "lockstep.db"), WithPollInterval(time.Hour), WithClock(clk))
 	})
 }
 
@@ -419,10 +420,4 @@ func TestWatchLeavesNoGoroutine(t *testing.T) {
 			t.Fatalf("goroutines: got %d, want at most %d as before the watch:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
 		}
 	}
-}
-
-func TestIntakeConformance(t *testing.T) {
-	storetest.RunIntake(t, func(t *testing.T) storetest.IntakeStore {
-		return openTest(t, filepath.Join(t.TempDir(), "lockstep.db"), WithPollInterval(time.Hour))
-	})
 }
