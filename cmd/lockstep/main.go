@@ -39,7 +39,7 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e))
 const usage = `lockstep is a CI orchestrator: forge events in, one run per trigger, one status per job out.
 
 Usage:
-  lockstep serve    [--config lockstep.yaml] [--data-dir ./lockstep-data] [--listen 127.0.0.1:8080]
+  lockstep serve    [--config lockstep.yaml] [--data-dir ./lockstep-data] [--listen 127.0.0.1:8080] [--store postgres://…]
   lockstep run JOB  [--config lockstep.yaml] [--repo OWNER/NAME] [--ref REF]
   lockstep validate [--config lockstep.yaml]
   lockstep hook send [--url URL] --secret-file FILE --event EVENT (PAYLOAD.json | --pr N --repo OWNER/NAME [--git DIR] [--comment TEXT])

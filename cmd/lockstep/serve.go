@@ -23,7 +23,6 @@ import (
 	"github.com/lockstep-ci/lockstep/internal/reporter"
 	runpkg "github.com/lockstep-ci/lockstep/internal/run"
 	"github.com/lockstep-ci/lockstep/internal/runner"
-	"github.com/lockstep-ci/lockstep/internal/store/sqlite"
 	"github.com/lockstep-ci/lockstep/internal/trigger"
 	"github.com/lockstep-ci/lockstep/internal/web"
 	"github.com/lockstep-ci/lockstep/internal/webhook"
@@ -36,6 +35,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	configPath := fs.String("config", defaultConfig, "configuration file; reloaded when it changes")
 	dataDir := fs.String("data-dir", "./lockstep-data", "where lockstep keeps its database, logs and workspaces")
 	listen := fs.String("listen", "127.0.0.1:8080", "address the UI, API and webhook intake listen on")
+	storeURL := fs.String("store", os.Getenv(storeEnv), "where lockstep keeps its state: empty for the SQLite file in the data directory, or a postgres:// URL shared by several replicas (default $"+storeEnv+")")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -51,7 +51,12 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := os.MkdirAll(*dataDir, 0o750); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(*dataDir, "lockstep.db"))
+	unlock, err := lockDataDir(*dataDir, *listen)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	st, _, err := openStore(ctx, *storeURL, *dataDir, log)
 	if err != nil {
 		return err
 	}
