@@ -82,7 +82,6 @@ type Controller struct {
 	log     *slog.Logger
 	metrics *markerMetrics
 	roles   atomic.Pointer[roleIndex]
-	from    int64 // the store revision read when Run started
 }
 
 // Key is what the Controller reconciles: a finished run, or a marker.
@@ -130,7 +129,7 @@ func New(opts Options) (*Controller, error) {
 		Clock:      opts.Clock,
 		Resync:     opts.Resync,
 		Logger:     opts.Logger,
-		Sources:    []controller.Source[Key]{c.watch},
+		Watches:    []controller.Watch[Key]{controller.NewStoreSource(controller.RunFeed(opts.Store), c.keysOf, opts.Clock, opts.Logger)},
 		List:       c.list,
 	})
 	return c, nil
@@ -138,13 +137,6 @@ func New(opts Options) (*Controller, error) {
 
 // Run reconciles until ctx is done.
 func (c *Controller) Run(ctx context.Context) error {
-	// The watch starts from the revision read before the first listing,
-	// so that every run is seen by one or the other.
-	rev, err := c.opts.Store.Revision(ctx)
-	if err != nil {
-		return fmt.Errorf("builds: read store revision: %w", err)
-	}
-	c.from = rev
 	return c.ctrl.Run(ctx)
 }
 
@@ -182,16 +174,13 @@ func (idx *roleIndex) interesting(repo, job string) bool {
 	return idx.produces[k] || len(idx.gates[k]) > 0
 }
 
-// watch feeds the Controller the runs that finish from Run's start on, of
+// keysOf feeds the Controller the runs that finish from Run's start on, of
 // jobs that produce builds or gate markers.
-func (c *Controller) watch(ctx context.Context, enqueue func(Key)) error {
-	return c.opts.Store.WatchRuns(ctx, c.from, func(ev store.RunEvent) error {
-		r := ev.Run
-		if r.Status.State.Terminal() && c.rolesOf(c.opts.Config()).interesting(r.Spec.Refs.Repo, r.Spec.Job) {
-			enqueue(Key{Run: r.ID})
-		}
-		return nil
-	})
+func (c *Controller) keysOf(ev store.RunEvent, enqueue func(Key)) {
+	r := ev.Run
+	if r.Status.State.Terminal() && c.rolesOf(c.opts.Config()).interesting(r.Spec.Refs.Repo, r.Spec.Job) {
+		enqueue(Key{Run: r.ID})
+	}
 }
 
 // recentRuns is how many of the newest successful runs of each build and

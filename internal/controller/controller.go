@@ -83,6 +83,10 @@ type Options[K comparable] struct {
 	Workers int
 	// Sources run for the controller's lifetime.
 	Sources []Source[K]
+	// Watches are the store feeds the controller follows; Run starts each
+	// (reads its revision) before the first listing, then runs it for the
+	// controller's lifetime.
+	Watches []Watch[K]
 	// List, if set, is called at start and then every Resync (default
 	// five minutes).
 	List   Lister[K]
@@ -160,6 +164,12 @@ func (c *Controller[K]) Run(ctx context.Context) error {
 	}
 	c.started = true
 	c.mu.Unlock()
+	if err := c.startWatches(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 
 	g, ctx := errgroup.WithContext(ctx)
 	// The queue must shut down when ctx is done so that workers blocked in
@@ -176,6 +186,9 @@ func (c *Controller[K]) Run(ctx context.Context) error {
 			}
 			return nil
 		})
+	}
+	for _, w := range c.opts.Watches {
+		g.Go(func() error { return w.Run(ctx, c.Add) })
 	}
 	if c.opts.List != nil {
 		g.Go(func() error { return c.resync(ctx) })

@@ -28,7 +28,6 @@ import (
 	"maps"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/util/workqueue"
@@ -120,10 +119,6 @@ type Reporter struct {
 	log   *slog.Logger
 	trace tracer
 
-	// from is the store revision the run feed starts at, read by Run
-	// before the first listing.
-	from atomic.Int64
-
 	mu sync.Mutex
 	// mu guards openHeads: per repository, the head SHAs of its open pull
 	// requests as of the last resync that could list them.
@@ -159,11 +154,13 @@ func New(opts Options) *Reporter {
 		trace:     noTrace{},
 		openHeads: make(map[string]map[string]bool),
 	}
+	src := controller.NewStoreSource(controller.RunFeed(opts.Store), r.keysOf, opts.Clock, opts.Logger)
+	src.OnEvent = func(rev int64) { r.trace.watched(rev) }
 	r.ctrl = controller.New(controller.Options[Key]{
 		Name:            "reporter",
 		Reconciler:      r,
 		Workers:         opts.Workers,
-		Sources:         []controller.Source[Key]{r.watch},
+		Watches:         []controller.Watch[Key]{src},
 		List:            r.list,
 		Resync:          opts.Resync,
 		Clock:           opts.Clock,
@@ -176,14 +173,6 @@ func New(opts Options) *Reporter {
 
 // Run reports until ctx is done. It returns nil when ctx is canceled.
 func (r *Reporter) Run(ctx context.Context) error {
-	// The feed starts at the revision read before the first listing, so
-	// that no write falls between the two.
-	rev, err := r.opts.Store.Revision(ctx)
-	if err != nil {
-		return fmt.Errorf("reporter: read store revision: %w", err)
-	}
-	r.from.Store(rev)
-	r.trace.watched(rev)
 	return r.ctrl.Run(ctx)
 }
 
@@ -193,29 +182,12 @@ func (r *Reporter) Enqueue(k Key) {
 	r.ctrl.Add(k)
 }
 
-// watch feeds the reporter the keys of runs written from Run's start on,
-// resuming after a failure of the feed from the last revision it saw.
-func (r *Reporter) watch(ctx context.Context, enqueue func(Key)) error {
-	from := r.from.Load()
-	for {
-		err := r.opts.Store.WatchRuns(ctx, from, func(ev store.RunEvent) error {
-			if k, ok := r.needsLook(r.opts.Config(), ev.Run); ok {
-				r.trace.enqueued(k)
-				enqueue(k)
-			}
-			from = ev.Revision
-			r.trace.watched(ev.Revision)
-			return nil
-		})
-		if ctx.Err() != nil {
-			return nil
-		}
-		r.log.Warn("run feed failed; resuming", "from", from, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-r.opts.Clock.After(time.Second):
-		}
+// keysOf feeds the reporter the keys of runs written from Run's start
+// on.
+func (r *Reporter) keysOf(ev store.RunEvent, enqueue func(Key)) {
+	if k, ok := r.needsLook(r.opts.Config(), ev.Run); ok {
+		r.trace.enqueued(k)
+		enqueue(k)
 	}
 }
 

@@ -69,9 +69,6 @@ type Runner struct {
 	opts Options
 	ctrl *controller.Controller[run.ID]
 	log  *slog.Logger
-	// from is the store revision read when Run started; the watch
-	// begins there.
-	from int64
 
 	// admitting serializes admission per job, so that counting the job's
 	// active runs and admitting one more is atomic. lockstep runs one
@@ -102,8 +99,9 @@ func New(opts Options) *Runner {
 		Clock:      opts.Clock,
 		Resync:     opts.Resync,
 		Logger:     opts.Logger,
-		Sources:    []controller.Source[run.ID]{r.watch},
-		List:       r.listUnfinished,
+		Watches: []controller.Watch[run.ID]{controller.NewStoreSource(controller.RunFeed(opts.Store),
+			func(ev store.RunEvent, enqueue func(run.ID)) { enqueue(ev.Run.ID) }, opts.Clock, opts.Logger)},
+		List: r.listUnfinished,
 
 		MetricsProvider: opts.MetricsProvider,
 		OnError:         opts.OnError,
@@ -113,26 +111,11 @@ func New(opts Options) *Runner {
 
 // Run reconciles runs until ctx is done.
 func (r *Runner) Run(ctx context.Context) error {
-	// The watch starts from the revision read before the first listing,
-	// so that every write is seen by one or the other.
-	rev, err := r.opts.Store.Revision(ctx)
-	if err != nil {
-		return fmt.Errorf("runner: read store revision: %w", err)
-	}
-	r.from = rev
 	return r.ctrl.Run(ctx)
 }
 
 // Enqueue asks the runner to look at run id soon.
 func (r *Runner) Enqueue(id run.ID) { r.ctrl.Add(id) }
-
-// watch feeds the runner every run written since Run started.
-func (r *Runner) watch(ctx context.Context, enqueue func(run.ID)) error {
-	return r.opts.Store.WatchRuns(ctx, r.from, func(ev store.RunEvent) error {
-		enqueue(ev.Run.ID)
-		return nil
-	})
-}
 
 // listUnfinished enqueues every run that is not finished: at start this
 // finds the runs a previous process left running.

@@ -53,7 +53,6 @@ type Processor struct {
 	opts ProcessorOptions
 	ctrl *controller.Controller[string]
 	log  *slog.Logger
-	from int64 // the store revision read when Run started
 }
 
 // NewProcessor returns a Processor.
@@ -71,9 +70,16 @@ func NewProcessor(opts ProcessorOptions) *Processor {
 		Workers:    opts.Workers,
 		Clock:      opts.Clock,
 		Logger:     opts.Logger,
-		Sources:    []controller.Source[string]{p.watch},
-		List:       p.listPending,
-		Resync:     time.Minute,
+		Watches: []controller.Watch[string]{controller.NewStoreSource(controller.DeliveryFeed(opts.Store),
+			func(d *store.Delivery, enqueue func(string)) {
+				// Deliveries of other intakes (GitLab's pipeline hooks)
+				// are their owners' to process.
+				if d.State == store.DeliveryPending && webhook.Known(d.Event) {
+					enqueue(d.ID)
+				}
+			}, opts.Clock, opts.Logger)},
+		List:   p.listPending,
+		Resync: time.Minute,
 
 		MetricsProvider: opts.MetricsProvider,
 		OnError:         opts.OnError,
@@ -83,25 +89,7 @@ func NewProcessor(opts ProcessorOptions) *Processor {
 
 // Run processes deliveries until ctx is done.
 func (p *Processor) Run(ctx context.Context) error {
-	// The watch starts from the revision read before the first listing,
-	// so that every delivery is seen by one or the other.
-	rev, err := p.opts.Store.Revision(ctx)
-	if err != nil {
-		return fmt.Errorf("deliveries: read store revision: %w", err)
-	}
-	p.from = rev
 	return p.ctrl.Run(ctx)
-}
-
-func (p *Processor) watch(ctx context.Context, enqueue func(string)) error {
-	return p.opts.Store.WatchDeliveries(ctx, p.from, func(d *store.Delivery) error {
-		// Deliveries of other intakes (GitLab's pipeline hooks) are
-		// their owners' to process.
-		if d.State == store.DeliveryPending && webhook.Known(d.Event) {
-			enqueue(d.ID)
-		}
-		return nil
-	})
 }
 
 func (p *Processor) listPending(ctx context.Context, enqueue func(string)) error {
