@@ -12,7 +12,7 @@ import (
 	"github.com/lockstep-ci/lockstep/internal/executor"
 	gitlabexec "github.com/lockstep-ci/lockstep/internal/executor/gitlab"
 	lsrun "github.com/lockstep-ci/lockstep/internal/run"
-	"github.com/lockstep-ci/lockstep/internal/store/sqlite"
+	"github.com/lockstep-ci/lockstep/internal/store"
 )
 
 // gitlabParts are what lockstep serve runs for jobs with executor:
@@ -25,7 +25,7 @@ type gitlabParts struct {
 // newGitLab builds the GitLab executor and its webhook processor from the
 // gitlab section, or returns nil parts when it names no token. The
 // token is read at start: changing it needs a restart.
-func newGitLab(g config.GitLab, st *sqlite.Store, dataDir string, notify func(lsrun.ID), log *slog.Logger) (*gitlabParts, error) {
+func newGitLab(g config.GitLab, st store.Store, dataDir string, notify func(lsrun.ID), log *slog.Logger) (*gitlabParts, error) {
 	if g.TokenFile == "" {
 		return nil, nil
 	}
@@ -56,7 +56,7 @@ func (p *gitlabParts) executors() map[string]executor.Executor {
 // gitlabHook returns the handler of POST /hook/gitlab, reading the
 // webhook token file named by the current configuration for each
 // delivery.
-func gitlabHook(getter *config.Getter, st *sqlite.Store, log *slog.Logger) http.Handler {
+func gitlabHook(getter *config.Getter, st store.Store, log *slog.Logger) http.Handler {
 	return gitlabexec.NewHookHandler(gitlabexec.HookOptions{
 		Store: st, Logger: log,
 		Token: func() []byte {

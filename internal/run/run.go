@@ -194,6 +194,9 @@ type Status struct {
 	// executor, its process group), kept so that it can be found again after
 	// a restart.
 	Handle string `json:"handle,omitempty"`
+	// Replica names the lockstep replica whose executor started the run:
+	// a local execution lives and dies with it.
+	Replica string `json:"replica,omitempty"`
 	// BuildOutput is what the job wrote to $LOCKSTEP_BUILD_FILE: the
 	// version of the build it produced, optionally followed by artifact
 	// locations, one per line.

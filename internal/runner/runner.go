@@ -47,8 +47,11 @@ type Options struct {
 	// Config returns the current configuration; the runner reads each
 	// job's max_concurrency from it at admission time.
 	Config func() *config.Config
-	Clock  clock.WithTicker
-	Logger *slog.Logger
+	// Replica names this lockstep replica; it is recorded in the runs it
+	// starts (run.Status.Replica).
+	Replica string
+	Clock   clock.WithTicker
+	Logger  *slog.Logger
 	// Workers is how many runs are reconciled at once; default 8.
 	Workers int
 	// AtCapacityRetry is how soon a run refused admission is looked at
@@ -238,6 +241,7 @@ func (r *Runner) syncScheduled(ctx context.Context, rn *run.Run) (controller.Res
 			cur.Status.StartedAt = &now
 		}
 		cur.Status.Handle = started.Handle
+		cur.Status.Replica = r.opts.Replica
 		cur.Status.LogPath = started.LogPath
 		cur.Status.ExternalURL = started.URL
 		return true
@@ -263,8 +267,11 @@ func (r *Runner) syncRunning(ctx context.Context, rn *run.Run) (controller.Resul
 		if err := r.exec(rn).Kill(ctx, rn); err != nil {
 			return controller.Result{}, fmt.Errorf("kill interrupted run %d: %w", rn.ID, err)
 		}
-		return controller.Result{}, r.finish(ctx, rn, run.Error, ReasonInterrupted,
-			"lockstep stopped while the run was under way", executor.Outcome{})
+		msg := "lockstep stopped while the run was under way"
+		if rn.Status.Replica != "" && rn.Status.Replica != r.opts.Replica {
+			msg = fmt.Sprintf("replica %s, which ran it, stopped leading (it died or lost the lease) while the run was under way", rn.Status.Replica)
+		}
+		return controller.Result{}, r.finish(ctx, rn, run.Error, ReasonInterrupted, msg, executor.Outcome{})
 	}
 	if err != nil {
 		return controller.Result{}, fmt.Errorf("status of run %d: %w", rn.ID, err)

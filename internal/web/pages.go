@@ -295,6 +295,8 @@ type page struct {
 	// Here is the current path and query, for a next= parameter.
 	Here string
 	Now  time.Time
+	// Leadership is nil without Options.Leadership.
+	Leadership *Leadership
 }
 
 // base fills in the layout's data for r.
@@ -306,7 +308,18 @@ func (p *pages) base(w http.ResponseWriter, r *http.Request, title, nav string) 
 		Admin: p.s.auth.signedIn(r),
 		Here:  r.URL.RequestURI(),
 		Now:   p.s.clock.Now(),
+
+		Leadership: p.s.leadership(),
 	}
+}
+
+// leadership returns what Options.Leadership says, or nil.
+func (s *Server) leadership() *Leadership {
+	if s.opts.Leadership == nil {
+		return nil
+	}
+	l := s.opts.Leadership()
+	return &l
 }
 
 // withBase is implemented by every page's data, through the embedded page.

@@ -101,6 +101,9 @@ type Options struct {
 	// LogPoll is how often a live log looks for new lines and for the end
 	// of its run; default 250 ms.
 	LogPoll time.Duration
+	// Leadership, if set, tells which replica this is and which replica
+	// leads, for /readyz and the footer of every page.
+	Leadership func() Leadership
 	// Routes, if set, adds handlers to the server's mux (the webhook
 	// intake) before it starts serving.
 	Routes func(mux *http.ServeMux)
@@ -211,7 +214,21 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "store unavailable", http.StatusServiceUnavailable)
 		return
 	}
-	_, _ = w.Write([]byte("ok\n"))
+	if s.opts.Leadership == nil {
+		_, _ = w.Write([]byte("ok\n"))
+		return
+	}
+	l := s.opts.Leadership()
+	_, _ = fmt.Fprintf(w, "ok\nreplica: %s\nleader: %s\nterm: %d\nleading: %t\n", l.Replica, l.Leader, l.Term, l.Leading)
+}
+
+// Leadership is which replica answers, and which one leads (runs the
+// controllers) as of its last look at the lease.
+type Leadership struct {
+	Replica string
+	Leader  string
+	Term    int64
+	Leading bool
 }
 
 // randomID returns a random 128-bit identifier in hex.

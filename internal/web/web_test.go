@@ -478,3 +478,15 @@ func TestReadLogTail(t *testing.T) {
 		t.Errorf("missing log: got %+v, %v", got, err)
 	}
 }
+
+// TestLeadershipShown checks that /readyz and every page's footer say
+// which replica answers and which one leads.
+func TestLeadershipShown(t *testing.T) {
+	t.Parallel()
+	leading := Leadership{Replica: "ci-2", Leader: "ci-1", Term: 7}
+	e := newEnv(t, func(o *Options) { o.Leadership = func() Leadership { return leading } })
+	_, body, _ := e.get(t, nil, "/readyz")
+	mustContain(t, "/readyz", body, "ok\n", "replica: ci-2\n", "leader: ci-1\n", "term: 7\n", "leading: false\n")
+	_, body, _ = e.get(t, nil, "/runs")
+	mustContain(t, "/runs", body, `<span class="replica">replica ci-2, leader ci-1</span>`)
+}
