@@ -249,7 +249,13 @@ func (s *server) Log() string {
 
 func startServer(t testing.TB, cfg, dataDir string) *server {
 	t.Helper()
-	return startServerCmd(t, lockstepCmd(context.Background(), "serve", "--config", cfg, "--data-dir", dataDir, "--listen", "127.0.0.1:0"))
+	return startServerArgs(t, cfg, dataDir)
+}
+
+// startServerArgs starts lockstep serve with more flags.
+func startServerArgs(t testing.TB, cfg, dataDir string, args ...string) *server {
+	t.Helper()
+	return startServerCmd(t, lockstepCmd(context.Background(), append([]string{"serve", "--config", cfg, "--data-dir", dataDir, "--listen", "127.0.0.1:0"}, args...)...))
 }
 
 // startServerCmd starts cmd, a lockstep serve, and returns once it listens

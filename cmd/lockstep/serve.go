@@ -43,6 +43,8 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	listen := fs.String("listen", "127.0.0.1:8080", "address the UI, API and webhook intake listen on")
 	storeURL := fs.String("store", os.Getenv(storeEnv), "where lockstep keeps its state: empty for the SQLite file in the data directory, or a postgres:// URL shared by several replicas (default $"+storeEnv+")")
 	replicaName := fs.String("replica", "", "this replica's name, unique among the replicas sharing a store; default HOSTNAME-PID")
+	leaseDuration := fs.Duration("lease-duration", leader.DefaultLeaseDuration, "with a shared store: how long the leader's lease lasts after each renewal; a new leader takes over within it and one renewal interval after the leader dies")
+	leaseRenew := fs.Duration("lease-renew", leader.DefaultRenewInterval, "with a shared store: how often the leader renews its lease and the other replicas try to take it; at most half of --lease-duration")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -110,6 +112,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if shared {
 		elector, err = leader.New(leader.Options{
 			Leases: st, Identity: replica, Lead: lead, Registerer: reg, Logger: log,
+			LeaseDuration: *leaseDuration, RenewInterval: *leaseRenew,
 		})
 		if err != nil {
 			return err

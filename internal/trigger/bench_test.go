@@ -17,6 +17,8 @@ import (
 
 	"github.com/lockstep-ci/lockstep/internal/config"
 	"github.com/lockstep-ci/lockstep/internal/store"
+	"github.com/lockstep-ci/lockstep/internal/store/postgres"
+	"github.com/lockstep-ci/lockstep/internal/store/postgres/pgtest"
 	"github.com/lockstep-ci/lockstep/internal/testfixtures"
 	"github.com/lockstep-ci/lockstep/internal/trigger"
 	"github.com/lockstep-ci/lockstep/internal/webhook"
@@ -26,7 +28,28 @@ import (
 // validate and commit each delivery to SQLite before answering, with a
 // real 31 KB pull_request payload, from parallel callers.
 func BenchmarkIntakeDurable(b *testing.B) {
-	st := openStore(b, filepath.Join(b.TempDir(), "lockstep.db"))
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) { benchIntakeDurable(b, be.open(b)) })
+	}
+}
+
+// backends are the stores the intake benchmarks compare, side by side.
+var backends = []struct {
+	name string
+	open func(b *testing.B) store.Store
+}{
+	{"sqlite", func(b *testing.B) store.Store { return openStore(b, filepath.Join(b.TempDir(), "lockstep.db")) }},
+	{"postgres", func(b *testing.B) store.Store {
+		st, err := postgres.Open(context.Background(), pgtest.URL(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { st.Close() })
+		return st
+	}},
+}
+
+func benchIntakeDurable(b *testing.B, st store.Store) {
 	body := testfixtures.GitHubPayload(b, "pull_request", "labeled.payload.json").Body
 	sig := webhook.Sign(secret, body)
 	h := webhook.NewHandler(webhook.HandlerOptions{Secret: func() ([]byte, error) { return secret, nil }, Sink: trigger.Sink(st), Logger: quiet})
@@ -57,7 +80,12 @@ func BenchmarkIntakeDurable(b *testing.B) {
 // acceptance to its first run's creation. Each b.N is one delivery; run
 // it with -benchtime=3000x for three seconds of load.
 func BenchmarkIntakeLatency(b *testing.B) {
-	e := newEnv(b)
+	for _, be := range backends {
+		b.Run(be.name, func(b *testing.B) { benchIntakeLatency(b, newEnvOn(b, be.open(b))) })
+	}
+}
+
+func benchIntakeLatency(b *testing.B, e *env) {
 	st := e.store
 	trig := trigger.New(trigger.Options{Store: st, Forge: e.forge(), Config: func() *config.Config { return e.cfg }, Logger: quiet})
 	proc := trigger.NewProcessor(trigger.ProcessorOptions{Store: st, Trigger: trig, Logger: quiet})

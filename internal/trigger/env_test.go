@@ -64,7 +64,7 @@ github:
 type env struct {
 	t     testing.TB
 	gh    *githubtest.Server
-	store *sqlite.Store
+	store store.Store
 	cfg   *config.Config
 	clock *clocktesting.FakeClock
 	trig  *trigger.Trigger
@@ -72,6 +72,12 @@ type env struct {
 }
 
 func newEnv(t testing.TB) *env {
+	t.Helper()
+	return newEnvOn(t, openStore(t, filepath.Join(t.TempDir(), "lockstep.db")))
+}
+
+// newEnvOn returns an env over st.
+func newEnvOn(t testing.TB, st store.Store) *env {
 	t.Helper()
 	cfg, err := config.Parse(stringsReader(testConfig), "test.yaml")
 	if err != nil {
@@ -83,7 +89,6 @@ func newEnv(t testing.TB) *env {
 	gh := githubtest.NewServer(t)
 	gh.AddMember("acme", trusted)
 	gh.AddCollaborator(repo, collab)
-	st := openStore(t, filepath.Join(t.TempDir(), "lockstep.db"))
 	clk := clocktesting.NewFakeClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	e := &env{t: t, gh: gh, store: st, cfg: cfg, clock: clk}
 	e.trig = e.newTrigger()
