@@ -55,8 +55,12 @@ CREATE TABLE deliveries (
 	state       TEXT   NOT NULL,
 	rv          BIGINT NOT NULL UNIQUE,
 	outcome     TEXT   NOT NULL,
-	body        BYTEA  NOT NULL
+	body        BYTEA  NOT NULL,
+	-- '' as received, 's2' as an S2 block, compressed by lockstep, which
+	-- the server then stores as is.
+	body_encoding TEXT NOT NULL DEFAULT ''
 );
+ALTER TABLE deliveries ALTER COLUMN body SET STORAGE EXTERNAL;
 CREATE INDEX deliveries_pending ON deliveries (seq) WHERE state = 'pending';
 
 CREATE TABLE pulls (
