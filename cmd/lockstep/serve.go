@@ -20,6 +20,7 @@ import (
 
 	"github.com/lockstep-ci/lockstep/internal/builds"
 	"github.com/lockstep-ci/lockstep/internal/config"
+	"github.com/lockstep-ci/lockstep/internal/executor"
 	"github.com/lockstep-ci/lockstep/internal/executor/local"
 	"github.com/lockstep-ci/lockstep/internal/forge"
 	"github.com/lockstep-ci/lockstep/internal/leader"
@@ -134,7 +135,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	})
 	ui := web.New(web.Options{
 		Store: st, Deliveries: st, Pulls: st, Builds: st, Refusals: st, PullList: st, Logger: log,
-		AdminToken: adminToken, Metrics: mets.Handler(), Leadership: leadership,
+		AdminToken: adminToken, Metrics: mets.Handler(), Leadership: leadership, Logs: st,
 		Periodics: web.PeriodicStarterFunc(func(ctx context.Context, repo, job, request string) (*runpkg.Run, bool, error) {
 			return periodic.RunNow(ctx, st, getter.Get(), repo, job, request, time.Now())
 		}),
@@ -247,6 +248,9 @@ func runLeader(ctx context.Context, o leaderOptions) error {
 	exec := local.New(local.Options{
 		WorkDir: filepath.Join(o.dataDir, "workspaces"),
 		LogDir:  filepath.Join(o.dataDir, "logs"),
+		// Every byte of every run's log also goes to the store, where the
+		// web of any replica reads it.
+		LogSink: &executor.StoreLogs{Logs: st, Logger: log},
 		Logger:  log,
 	})
 	// The GitLab executor wakes runs it follows again after a restart

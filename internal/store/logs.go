@@ -19,6 +19,9 @@ type Logs interface {
 	// positive) of the log of run id from offset off; fewer, or none, when
 	// the log is shorter. A run with no log has an empty one.
 	ReadLog(ctx context.Context, id run.ID, off int64, limit int) ([]byte, error)
+	// LogLength returns how many bytes the log of run id holds; zero for
+	// a run with no log.
+	LogLength(ctx context.Context, id run.ID) (int64, error)
 }
 
 // DefaultLogRead is how much ReadLog returns at most when not told.

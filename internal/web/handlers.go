@@ -262,7 +262,8 @@ func (s *Server) runPage(w http.ResponseWriter, r *http.Request) {
 		d.CanAbort = false
 	}
 	if rn.Status.LogPath != "" {
-		if d.Log, err = readLogTail(rn.Status.LogPath, logTailBytes, done); err != nil {
+		lf, lerr := s.openLog(r.Context(), rn)
+		if d.Log, err = readLogTail(lf, lerr, logTailBytes, done); err != nil {
 			s.pages.internalError(w, r, fmt.Errorf("run %d: %w", rn.ID, err))
 			return
 		}

@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/lockstep-ci/lockstep/internal/run"
+	"github.com/lockstep-ci/lockstep/internal/store"
 )
 
 // ansiEscape matches terminal escape sequences (colours, cursor moves),
@@ -88,8 +90,7 @@ func (t logTail) FirstError() (logLine, bool) {
 // readLogTail reads the end of the log at path. When whole is false (the
 // run goes on) it stops after the last complete line, so that the live
 // log continues at a line's start.
-func readLogTail(path string, max int64, whole bool) (logTail, error) {
-	f, err := os.Open(path)
+func readLogTail(f logFile, err error, max int64, whole bool) (logTail, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return logTail{Missing: true}, nil
 	}
@@ -97,11 +98,10 @@ func readLogTail(path string, max int64, whole bool) (logTail, error) {
 		return logTail{}, fmt.Errorf("open log: %w", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
+	size, err := f.Size()
 	if err != nil {
-		return logTail{}, fmt.Errorf("stat log: %w", err)
+		return logTail{}, fmt.Errorf("log size: %w", err)
 	}
-	size := fi.Size()
 	start := max64(0, size-max)
 	b := make([]byte, size-start)
 	if _, err := f.ReadAt(b, start); err != nil && !errors.Is(err, io.EOF) {
@@ -213,7 +213,7 @@ func (s *Server) apiRunLogStream(w http.ResponseWriter, r *http.Request) {
 		// its executor has written everything, and one more read of the
 		// log gets it all.
 		done := rn.Status.State.Terminal()
-		if err := ls.send(rn.Status.LogPath, done); err != nil {
+		if err := ls.send(func() (logFile, error) { return s.openLog(r.Context(), rn) }, rn.Status.LogPath != "", done); err != nil {
 			s.log.Warn("live log", "run", rn.ID, "err", err)
 			return
 		}
@@ -247,7 +247,7 @@ func (s *Server) apiRunLogStream(w http.ResponseWriter, r *http.Request) {
 // logSender sends the lines of one log file as events.
 type logSender struct {
 	w       io.Writer
-	f       *os.File
+	f       logFile
 	offset  int64  // where the next event starts
 	partial []byte // read but not sent: a line without its end yet
 	buf     []byte
@@ -264,15 +264,15 @@ func (ls *logSender) close() {
 	}
 }
 
-// send writes an event for every complete line appended to the log at
-// path since the last call, and, when final, for the unfinished last line
-// too.
-func (ls *logSender) send(path string, final bool) error {
+// send writes an event for every complete line appended to the log since
+// the last call, and, when final, for the unfinished last line too. open
+// opens the log, once it exists (started).
+func (ls *logSender) send(open func() (logFile, error), started, final bool) error {
 	if ls.f == nil {
-		if path == "" {
+		if !started {
 			return nil
 		}
-		f, err := os.Open(path)
+		f, err := open()
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
@@ -344,4 +344,85 @@ func (ls *logSender) event(line []byte, n int64) {
 	b.Write(line)
 	b.WriteString("\n\n")
 	_, _ = ls.w.Write(b.Bytes())
+}
+
+// logFile is an open run log, read at offsets: the file the local
+// executor writes, on the replica that ran the run, or the store's copy,
+// on any replica.
+type logFile interface {
+	io.ReaderAt
+	Size() (int64, error)
+	Close() error
+}
+
+// diskLog is a log file on this replica's disk.
+type diskLog struct{ *os.File }
+
+// Size returns the file's size.
+func (d diskLog) Size() (int64, error) {
+	fi, err := d.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return fi.Size(), nil
+}
+
+// storeLog is a run's log in the store.
+type storeLog struct {
+	ctx  context.Context
+	logs store.Logs
+	id   run.ID
+}
+
+// ReadAt reads len(p) bytes of the log from off, or fewer and io.EOF at
+// its end.
+func (l storeLog) ReadAt(p []byte, off int64) (int, error) {
+	b, err := l.logs.ReadLog(l.ctx, l.id, off, len(p))
+	if err != nil {
+		return 0, err
+	}
+	n := copy(p, b)
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// Size returns the log's length.
+func (l storeLog) Size() (int64, error) { return l.logs.LogLength(l.ctx, l.id) }
+
+// Close does nothing.
+func (storeLog) Close() error { return nil }
+
+// openLog opens the log of rn: the store's copy when the store keeps logs
+// and has some of it, else the file the run's executor wrote on this
+// replica, else (on a replica that did not run it) the store's copy, which
+// fills in as the run goes on. Without either it fails with an error
+// wrapping fs.ErrNotExist.
+func (s *Server) openLog(ctx context.Context, rn *run.Run) (logFile, error) {
+	var fromStore logFile
+	if s.opts.Logs != nil {
+		fromStore = storeLog{ctx: ctx, logs: s.opts.Logs, id: rn.ID}
+		n, err := s.opts.Logs.LogLength(ctx, rn.ID)
+		if err != nil {
+			return nil, err
+		}
+		if n > 0 {
+			return fromStore, nil
+		}
+	}
+	if rn.Status.LogPath == "" {
+		if fromStore != nil {
+			return fromStore, nil
+		}
+		return nil, fmt.Errorf("run %d has no log: %w", rn.ID, fs.ErrNotExist)
+	}
+	f, err := os.Open(rn.Status.LogPath)
+	if errors.Is(err, fs.ErrNotExist) && fromStore != nil {
+		return fromStore, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return diskLog{f}, nil
 }

@@ -101,6 +101,10 @@ type Options struct {
 	// LogPoll is how often a live log looks for new lines and for the end
 	// of its run; default 250 ms.
 	LogPoll time.Duration
+	// Logs, if set, is where run logs are read first (the store), so
+	// that every replica shows every run's log; a run whose log the store
+	// lacks is read from the file its executor wrote, when on this disk.
+	Logs store.Logs
 	// Leadership, if set, tells which replica this is and which replica
 	// leads, for /readyz and the footer of every page.
 	Leadership func() Leadership

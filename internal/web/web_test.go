@@ -462,7 +462,8 @@ func TestReadLogTail(t *testing.T) {
 	for _, tt := range tests {
 		path := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "-"))
 		writeFile(t, path, tt.content)
-		got, err := readLogTail(path, tt.max, tt.whole)
+		lf, lerr := openDiskLog(path)
+		got, err := readLogTail(lf, lerr, tt.max, tt.whole)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -473,7 +474,8 @@ func TestReadLogTail(t *testing.T) {
 			t.Errorf("%s: first line numbered %d, want %d", tt.name, got.Lines[0].N, tt.first)
 		}
 	}
-	got, err := readLogTail(filepath.Join(dir, "missing"), 10, true)
+	lf, lerr := openDiskLog(filepath.Join(dir, "missing"))
+	got, err := readLogTail(lf, lerr, 10, true)
 	if err != nil || !got.Missing {
 		t.Errorf("missing log: got %+v, %v", got, err)
 	}
@@ -489,4 +491,42 @@ func TestLeadershipShown(t *testing.T) {
 	mustContain(t, "/readyz", body, "ok\n", "replica: ci-2\n", "leader: ci-1\n", "term: 7\n", "leading: false\n")
 	_, body, _ = e.get(t, nil, "/runs")
 	mustContain(t, "/runs", body, `<span class="replica">replica ci-2, leader ci-1</span>`)
+}
+
+func openDiskLog(path string) (logFile, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	return diskLog{f}, nil
+}
+
+// TestLogsFromStore checks that a replica that did not run a run shows
+// its log from the store: the run's log file is not on this disk, and
+// the page, the API and the live log all read the store's copy.
+func TestLogsFromStore(t *testing.T) {
+	t.Parallel()
+	var st *sqlite.Store
+	e := newEnv(t, func(o *Options) { st = o.Store.(*sqlite.Store); o.Logs = st })
+	id := e.seed.PullFailed
+	rn, err := st.GetRun(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The file is on another replica's disk.
+	if err := os.Remove(rn.Status.LogPath); err != nil {
+		t.Fatal(err)
+	}
+	const text = "from the store\nline two\n"
+	if err := st.AppendLog(t.Context(), id, 0, []byte(text)); err != nil {
+		t.Fatal(err)
+	}
+	_, body, _ := e.get(t, nil, fmt.Sprintf("/api/v1/runs/%d/log", id))
+	if body != text {
+		t.Errorf("API log: got %q, want %q", body, text)
+	}
+	_, body, _ = e.get(t, nil, fmt.Sprintf("/runs/%d", id))
+	mustContain(t, "run page", body, "from the store", "line two")
+	_, body, _ = e.get(t, nil, fmt.Sprintf("/api/v1/runs/%d/log/stream", id))
+	mustContain(t, "live log", body, "data: from the store\n", "data: line two\n", "event: end")
 }

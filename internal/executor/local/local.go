@@ -46,6 +46,9 @@ type Options struct {
 	// LogDir is where each run's combined output is written, as
 	// LogDir/<run id>.log.
 	LogDir string
+	// LogSink, if set, gets a copy of each run's output as it is written
+	// (the store, so that every replica can show it).
+	LogSink executor.LogSink
 	// Logger receives lockstep's own messages about executions; nil
 	// discards them.
 	Logger *slog.Logger
@@ -187,7 +190,8 @@ func (e *Executor) Start(ctx context.Context, r *run.Run, notify func()) (execut
 type waiter struct {
 	cmd    *exec.Cmd
 	logf   *os.File
-	report *os.File // read end of the leader's descriptor 3
+	sink   io.WriteCloser // the LogSink's writer, or nil
+	report *os.File       // read end of the leader's descriptor 3
 	ws     workspace
 }
 
@@ -246,13 +250,26 @@ func (e *Executor) start(r *run.Run) (*execution, waiter, error) {
 		},
 		WaitDelay: outputWaitDelay,
 	}
+	// Everything the job writes goes through out, to each of the log's
+	// destinations.
+	var out io.Writer = logf
+	var sink io.WriteCloser
+	if e.opts.LogSink != nil {
+		sink = e.opts.LogSink.Open(r.ID)
+		out = io.MultiWriter(out, sink)
+	}
 	if e.opts.Stdout != nil {
-		out := io.MultiWriter(logf, e.opts.Stdout)
+		out = io.MultiWriter(out, e.opts.Stdout)
+	}
+	if out != io.Writer(logf) {
 		cmd.Stdout, cmd.Stderr = out, out
 	}
 	err = cmd.Start()
 	reportW.Close()
 	if err != nil {
+		if sink != nil {
+			sink.Close()
+		}
 		logf.Close()
 		reportR.Close()
 		return fail(executor.ReasonStart, fmt.Errorf("start process: %w", err))
@@ -262,6 +279,9 @@ func (e *Executor) start(r *run.Run) (*execution, waiter, error) {
 	if err != nil {
 		_ = killGroup(pid)
 		_ = cmd.Wait()
+		if sink != nil {
+			sink.Close()
+		}
 		logf.Close()
 		reportR.Close()
 		return fail(executor.ReasonStart, fmt.Errorf("read start time of process %d: %w", pid, err))
@@ -272,7 +292,7 @@ func (e *Executor) start(r *run.Run) (*execution, waiter, error) {
 		pgid:    pid,
 		done:    make(chan struct{}),
 	}
-	return x, waiter{cmd: cmd, logf: logf, report: reportR, ws: ws}, nil
+	return x, waiter{cmd: cmd, logf: logf, sink: sink, report: reportR, ws: ws}, nil
 }
 
 // makeWorkspace creates r's workspace and writes its script.
@@ -326,6 +346,9 @@ func (e *Executor) wait(r *run.Run, x *execution, w waiter, notify func()) {
 
 	waitErr := w.cmd.Wait()
 	w.logf.Close()
+	if w.sink != nil {
+		w.sink.Close()
+	}
 	prep := parsePreparation(readReport(w.report))
 	w.report.Close()
 

@@ -63,3 +63,12 @@ ORDER BY off`, int64(id), off, limit)
 	}
 	return out, nil
 }
+
+// LogLength returns how many bytes the log of run id holds.
+func (s *Store) LogLength(ctx context.Context, id run.ID) (int64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(off + length(data)), 0) FROM log_chunks WHERE run_id = $1`, int64(id)).Scan(&n); err != nil {
+		return 0, fmt.Errorf("length of log of run %d: %w", id, err)
+	}
+	return n, nil
+}

@@ -31,6 +31,12 @@ func RunLogs(t *testing.T, newStore func(t *testing.T) store.Logs) {
 		if err := s.AppendLog(ctx, 2, 0, []byte("other run\n")); err != nil {
 			t.Fatal(err)
 		}
+		if n, err := s.LogLength(ctx, 1); err != nil || n != int64(len(want)) {
+			t.Errorf("LogLength: got %d, %v; want %d", n, err, len(want))
+		}
+		if n, err := s.LogLength(ctx, 3); err != nil || n != 0 {
+			t.Errorf("LogLength of no log: got %d, %v; want 0", n, err)
+		}
 		got, err := s.ReadLog(ctx, 1, 0, 0)
 		if err != nil {
 			t.Fatal(err)
