@@ -61,9 +61,15 @@ func (e *env) newExecutor() *local.Executor {
 // is called.
 func (e *env) start(x executor.Executor, clk clock.WithTicker) (stop func()) {
 	e.t.Helper()
+	return e.startAs("", x, clk)
+}
+
+// startAs is start for the runner of the named replica.
+func (e *env) startAs(replica string, x executor.Executor, clk clock.WithTicker) (stop func()) {
+	e.t.Helper()
 	r := runner.New(runner.Options{
 		Store: e.store, Executor: x, Clock: clk, Logger: slog.New(slog.DiscardHandler),
-		Config: func() *config.Config { return e.cfg },
+		Config: func() *config.Config { return e.cfg }, Replica: replica,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -272,6 +278,27 @@ func TestInterruptedAfterRestart(t *testing.T) {
 		t.Errorf("reason %q, want %q", got.Status.Reason, runner.ReasonInterrupted)
 	}
 	waitFor(t, "orphaned process group to be gone", func() bool { return !alive(t, running) })
+}
+
+// TestInterruptedOnNewLeader is TestInterruptedAfterRestart across a
+// leader change: the run records the replica that started it, and the
+// new leader's runner ends it as error/Interrupted naming that replica.
+func TestInterruptedOnNewLeader(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	stop := e.startAs("ci-1", e.exec, nil)
+	r := e.create("long", "sleep 1000", time.Hour)
+	running := e.waitState(r.ID, run.Running)
+	if running.Status.Replica != "ci-1" {
+		t.Errorf("status.replica: got %q, want ci-1", running.Status.Replica)
+	}
+	stop()
+
+	e.startAs("ci-2", e.newExecutor(), nil)
+	got := e.waitState(r.ID, run.Error)
+	if got.Status.Reason != runner.ReasonInterrupted || !strings.Contains(got.Status.Message, "replica ci-1") {
+		t.Errorf("got %s %q, want %s naming replica ci-1", got.Status.Reason, got.Status.Message, runner.ReasonInterrupted)
+	}
 }
 
 func requestAbort(t *testing.T, st store.Runs, id run.ID, reason string) {
