@@ -141,6 +141,7 @@ type Store interface {
 	Deliveries
 	Pulls
 	Effects
+	Refusals
 	Schedules
 	Builds
 	Markers

@@ -136,7 +136,7 @@ func readLogTail(f logFile, err error, max int64, whole bool) (logTail, error) {
 
 // countLines returns the number of the line that starts at byte end of
 // f: one more than the line breaks before it.
-func countLines(f *os.File, end int64) (int, error) {
+func countLines(f io.ReaderAt, end int64) (int, error) {
 	buf := make([]byte, 64<<10)
 	n := 1
 	for off := int64(0); off < end; {

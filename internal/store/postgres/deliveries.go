@@ -16,6 +16,7 @@ var (
 	_ store.Deliveries = (*Store)(nil)
 	_ store.Pulls      = (*Store)(nil)
 	_ store.Effects    = (*Store)(nil)
+	_ store.Refusals   = (*Store)(nil)
 )
 
 // deliveryColumns are the columns scanDelivery reads, body excluded.
@@ -421,4 +422,128 @@ func decodeBody(data []byte, encoding string) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("body has unknown encoding %q", encoding)
 	}
+}
+
+// ListPullStates returns the stored pull requests matching opts, the most
+// recently written first.
+func (s *Store) ListPullStates(ctx context.Context, opts store.PullListOptions) ([]*store.PullState, error) {
+	limit := opts.Limit
+	switch {
+	case limit <= 0:
+		limit = store.DefaultLimit
+	case limit > store.MaxLimit:
+		limit = store.MaxLimit
+	}
+	query := `SELECT rv, data FROM pulls WHERE 1=1`
+	var args []any
+	if opts.Repo != "" {
+		query += ` AND repo = ?`
+		args = append(args, opts.Repo)
+	}
+	if opts.State != "" {
+		query += ` AND data::jsonb->>'state' = ?`
+		args = append(args, opts.State)
+	}
+	query += ` ORDER BY rv DESC LIMIT ?`
+	args = append(args, limit)
+	rows, err := s.query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list pull requests: %w", err)
+	}
+	defer rows.Close()
+	var out []*store.PullState
+	for rows.Next() {
+		var (
+			rv   int64
+			data []byte
+			p    store.PullState
+		)
+		if err := rows.Scan(&rv, &data); err != nil {
+			return nil, fmt.Errorf("list pull requests: %w", err)
+		}
+		if err := json.Unmarshal(data, &p); err != nil {
+			return nil, fmt.Errorf("list pull requests: decode: %w", err)
+		}
+		p.ResourceVersion = rv
+		out = append(out, &p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list pull requests: %w", err)
+	}
+	return out, nil
+}
+
+// RecordRefusals stores refused deliveries in one write, keeping the
+// newest store.MaxRefusals.
+func (s *Store) RecordRefusals(ctx context.Context, rs []store.Refusal) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	err := s.inTx(ctx, func(tx *writeTx) (bool, error) {
+		for _, r := range rs {
+			received := r.ReceivedAt
+			if received.IsZero() {
+				received = s.clock.Now()
+			}
+			if _, err := tx.Exec(`INSERT INTO refusals (id, event, received_at, status, outcome, message, remote) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+				r.ID, r.Event, received.UnixNano(), r.Status, r.Outcome, r.Message, r.Remote); err != nil {
+				return false, fmt.Errorf("insert: %w", err)
+			}
+		}
+		if _, err := tx.Exec(`DELETE FROM refusals WHERE seq <= (SELECT max(seq) FROM refusals) - ?`, store.MaxRefusals); err != nil {
+			return false, fmt.Errorf("forget the oldest: %w", err)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("record %d refused deliveries: %w", len(rs), err)
+	}
+	return nil
+}
+
+// ListRefusals returns refused deliveries, newest first.
+func (s *Store) ListRefusals(ctx context.Context, limit int, continueToken string) (store.RefusalPage, error) {
+	switch {
+	case limit <= 0:
+		limit = store.DefaultLimit
+	case limit > store.MaxLimit:
+		limit = store.MaxLimit
+	}
+	query := `SELECT seq, id, event, received_at, status, outcome, message, remote FROM refusals`
+	var args []any
+	if continueToken != "" {
+		after, err := decodeContinue(continueToken)
+		if err != nil {
+			return store.RefusalPage{}, fmt.Errorf("list refused deliveries: %w", err)
+		}
+		query += ` WHERE seq < ?`
+		args = append(args, after)
+	}
+	query += ` ORDER BY seq DESC LIMIT ?`
+	args = append(args, limit+1)
+	rows, err := s.query(ctx, query, args...)
+	if err != nil {
+		return store.RefusalPage{}, fmt.Errorf("list refused deliveries: %w", err)
+	}
+	defer rows.Close()
+	var page store.RefusalPage
+	for rows.Next() {
+		var (
+			r        store.Refusal
+			received int64
+		)
+		if err := rows.Scan(&r.Seq, &r.ID, &r.Event, &received, &r.Status, &r.Outcome, &r.Message, &r.Remote); err != nil {
+			return store.RefusalPage{}, fmt.Errorf("list refused deliveries: %w", err)
+		}
+		r.ReceivedAt = time.Unix(0, received).UTC()
+		page.Refusals = append(page.Refusals, &r)
+	}
+	if err := rows.Err(); err != nil {
+		return store.RefusalPage{}, fmt.Errorf("list refused deliveries: %w", err)
+	}
+	if len(page.Refusals) > limit {
+		page.Refusals = page.Refusals[:limit]
+		page.Continue = encodeContinue(page.Refusals[limit-1].Seq)
+	}
+	return page, nil
 }

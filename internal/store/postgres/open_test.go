@@ -119,7 +119,7 @@ func TestMigrations(t *testing.T) {
 		t.Fatal(err)
 	}
 	s0.Close()
-	if _, err := conn.Exec(ctx, `DROP TABLE leases, log_chunks; DROP TRIGGER revision_notify ON revision; DROP FUNCTION lockstep_notify_change(); UPDATE schema_version SET version = 1`); err != nil {
+	if _, err := conn.Exec(ctx, `DROP TABLE leases, log_chunks, refusals; DROP TRIGGER revision_notify ON revision; DROP FUNCTION lockstep_notify_change(); UPDATE schema_version SET version = 1`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := conn.Exec(ctx, `INSERT INTO runs (trigger_key, repo, pull, sha, job, type, state, created_at, rv, labels, spec, status)

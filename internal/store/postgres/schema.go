@@ -148,6 +148,20 @@ CREATE TABLE log_chunks (
 	PRIMARY KEY (run_id, off)
 );
 `,
+		// 4: deliveries the intake refused, without their bodies; the
+		// store keeps the newest store.MaxRefusals.
+		`
+CREATE TABLE refusals (
+	seq         BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+	id          TEXT    NOT NULL,
+	event       TEXT    NOT NULL,
+	received_at BIGINT  NOT NULL,
+	status      INTEGER NOT NULL,
+	outcome     TEXT    NOT NULL,
+	message     TEXT    NOT NULL,
+	remote      TEXT    NOT NULL
+);
+`,
 	}
 }
 
