@@ -166,7 +166,6 @@ type Deliveries struct {
 	exec  *Executor
 	ctrl  *controller.Controller[string]
 	log   *slog.Logger
-	from  int64
 }
 
 // NewDeliveries returns a processor of st's pipeline webhooks for e.
@@ -177,28 +176,20 @@ func NewDeliveries(st DeliveryStore, e *Executor, log *slog.Logger) *Deliveries 
 	d := &Deliveries{store: st, exec: e, log: log.With("controller", "gitlab-deliveries")}
 	d.ctrl = controller.New(controller.Options[string]{
 		Name: "gitlab-deliveries", Reconciler: d, Workers: 4, Logger: log,
-		Sources: []controller.Source[string]{d.watch}, List: d.listPending, Resync: time.Minute,
+		Watches: []controller.Watch[string]{controller.NewStoreSource(controller.DeliveryFeed(st),
+			func(del *store.Delivery, enqueue func(string)) {
+				if del.State == store.DeliveryPending && del.Event == DeliveryEvent {
+					enqueue(del.ID)
+				}
+			}, nil, log)},
+		List: d.listPending, Resync: time.Minute,
 	})
 	return d
 }
 
 // Run processes deliveries until ctx is done.
 func (d *Deliveries) Run(ctx context.Context) error {
-	rev, err := d.store.Revision(ctx)
-	if err != nil {
-		return fmt.Errorf("gitlab deliveries: read store revision: %w", err)
-	}
-	d.from = rev
 	return d.ctrl.Run(ctx)
-}
-
-func (d *Deliveries) watch(ctx context.Context, enqueue func(string)) error {
-	return d.store.WatchDeliveries(ctx, d.from, func(del *store.Delivery) error {
-		if del.State == store.DeliveryPending && del.Event == DeliveryEvent {
-			enqueue(del.ID)
-		}
-		return nil
-	})
 }
 
 func (d *Deliveries) listPending(ctx context.Context, enqueue func(string)) error {
