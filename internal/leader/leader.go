@@ -24,8 +24,8 @@ import (
 // Defaults of the options.
 const (
 	DefaultLease         = "leader"
-	DefaultLeaseDuration = 15 * time.Second
-	DefaultRenewInterval = 3 * time.Second
+	DefaultLeaseDuration = 10 * time.Second
+	DefaultRenewInterval = 2 * time.Second
 )
 
 // Options configure an Elector. Leases, Identity and Lead are required.
