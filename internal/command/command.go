@@ -1,5 +1,5 @@
 // Package command reads the chat commands lockstep acts on (/ok-to-test,
-// /test, /retest) from the body of a pull-request comment. It is pure: it
+// /test, /retest, /retest-required, /test-manual-required) from the body of a pull-request comment. It is pure: it
 // knows nothing of jobs, trust or the forge, and only says what a comment
 // asks for.
 //
@@ -25,8 +25,8 @@
 // tracked (their lines are indented, so never commands anyway).
 //
 // Like Prow's trigger, a command must start the line: "  /retest" is not a
-// command, names are case-sensitive, and unknown commands such as /lgtm,
-// /hold or /retest-required are left to whatever else reads the comment.
+// command, names are case-sensitive, and unknown commands such as /lgtm
+// or /hold are left to whatever else reads the comment.
 package command
 
 import (
@@ -40,6 +40,11 @@ const (
 	OKToTest = "/ok-to-test"
 	Test     = "/test"
 	Retest   = "/retest"
+	// RetestRequired reruns failed required jobs only.
+	RetestRequired = "/retest-required"
+	// TestManualRequired starts the required jobs that never start by
+	// themselves and have no run on the head.
+	TestManualRequired = "/test-manual-required"
 	// All is the /test argument that asks for the automatic set.
 	All = "all"
 )
@@ -60,6 +65,10 @@ type Request struct {
 	Tests []string
 	// Retest is set by /retest.
 	Retest bool
+	// RetestRequired is set by /retest-required.
+	RetestRequired bool
+	// TestManualRequired is set by /test-manual-required.
+	TestManualRequired bool
 	// Problems describes, in order and without duplicates, commands that
 	// were recognized but malformed ("/retest lint", a bare "/test"). Each
 	// is a sentence meant for a reply to the commenter.
@@ -68,15 +77,18 @@ type Request struct {
 
 // Problems Parse reports.
 const (
-	ProblemTestNeedsName  = "/test needs a job name, or all for the automatic set."
-	ProblemRetestArgument = "/retest takes no argument: it reruns failed jobs. To run one job, use /test JOB."
-	ProblemOKToTestArgs   = "/ok-to-test takes no argument."
+	ProblemTestNeedsName              = "/test needs a job name, or all for the automatic set."
+	ProblemRetestArgument             = "/retest takes no argument: it reruns failed jobs. To run one job, use /test JOB."
+	ProblemOKToTestArgs               = "/ok-to-test takes no argument."
+	ProblemRetestRequiredArgument     = "/retest-required takes no argument: it reruns failed required jobs. To run one job, use /test JOB."
+	ProblemTestManualRequiredArgument = "/test-manual-required takes no argument: it starts the required jobs that do not start by themselves. To run one job, use /test JOB."
 )
 
 // Empty reports whether r asks for nothing at all: no command, not even a
 // malformed one that deserves a reply.
 func (r Request) Empty() bool {
-	return !r.OKToTest && !r.TestAll && len(r.Tests) == 0 && !r.Retest && len(r.Problems) == 0
+	return !r.OKToTest && !r.TestAll && len(r.Tests) == 0 && !r.Retest &&
+		!r.RetestRequired && !r.TestManualRequired && len(r.Problems) == 0
 }
 
 // Parse returns the request made by a comment body.
@@ -145,6 +157,18 @@ func (r *Request) add(line string) {
 			return
 		}
 		r.Retest = true
+	case RetestRequired:
+		if len(args) > 0 {
+			r.problem(ProblemRetestRequiredArgument)
+			return
+		}
+		r.RetestRequired = true
+	case TestManualRequired:
+		if len(args) > 0 {
+			r.problem(ProblemTestManualRequiredArgument)
+			return
+		}
+		r.TestManualRequired = true
 	}
 }
 

@@ -21,7 +21,7 @@ func TestParse(t *testing.T) {
 		{name: "fixture comment", body: "You are totally right! I'll get this fixed right away.", want: Request{}},
 		{name: "slash mid line", body: "please /ok-to-test", want: Request{}},
 		{name: "slash mid line test", body: "could you /test lint?", want: Request{}},
-		{name: "other plugins", body: "/lgtm\n/approve\n/hold\n/assign @me\n/retest-required\n/test-all", want: Request{}},
+		{name: "other plugins", body: "/lgtm\n/approve\n/hold\n/assign @me\n/test-all\n/retest-required-now", want: Request{}},
 		{name: "case sensitive", body: "/OK-TO-TEST\n/Test lint\n/RETEST", want: Request{}},
 		{name: "leading space", body: " /ok-to-test\n  /retest\n\t/test lint", want: Request{}},
 		{name: "no separator", body: "/testlint\n/ok-to-test!\n/retest.", want: Request{}},
@@ -56,6 +56,13 @@ func TestParse(t *testing.T) {
 		{name: "retest with argument", body: "/retest lint", want: Request{Problems: []string{ProblemRetestArgument}}},
 		{name: "retest with argument twice", body: "/retest lint\n/retest unit", want: Request{Problems: []string{ProblemRetestArgument}}},
 		{name: "retest good and bad", body: "/retest lint\n/retest", want: Request{Retest: true, Problems: []string{ProblemRetestArgument}}},
+		{name: "retest-required", body: "/retest-required", want: Request{RetestRequired: true}},
+		{name: "retest-required CRLF", body: "/retest-required \r\n", want: Request{RetestRequired: true}},
+		{name: "retest-required with argument", body: "/retest-required lint", want: Request{Problems: []string{ProblemRetestRequiredArgument}}},
+		{name: "retest and retest-required", body: "/retest\n/retest-required", want: Request{Retest: true, RetestRequired: true}},
+		{name: "test-manual-required", body: "/test-manual-required", want: Request{TestManualRequired: true}},
+		{name: "test-manual-required with argument", body: "/test-manual-required e2e", want: Request{Problems: []string{ProblemTestManualRequiredArgument}}},
+		{name: "test-manual-required quoted", body: "> /test-manual-required", want: Request{}},
 		{name: "ok-to-test with argument", body: "/ok-to-test please", want: Request{Problems: []string{ProblemOKToTestArgs}}},
 
 		// Rule 10: several commands are one request.
@@ -132,6 +139,8 @@ func TestEmpty(t *testing.T) {
 		{Request{TestAll: true}, false},
 		{Request{Tests: []string{"a"}}, false},
 		{Request{Retest: true}, false},
+		{Request{RetestRequired: true}, false},
+		{Request{TestManualRequired: true}, false},
 		{Request{Problems: []string{ProblemTestNeedsName}}, false},
 	}
 	for _, tt := range tests {
