@@ -48,6 +48,9 @@ repos:
         run: "true"
       - name: e2e
         run: "true"
+      - name: bench
+        optional: true
+        run: "true"
     postsubmits:
       - name: publish
         branches: [main]
@@ -76,10 +79,22 @@ func newEnv(t testing.TB) *env {
 	return newEnvOn(t, openStore(t, filepath.Join(t.TempDir(), "lockstep.db")))
 }
 
+// newEnvWith is newEnv with the configuration text cfgText.
+func newEnvWith(t testing.TB, cfgText string) *env {
+	t.Helper()
+	return newEnvOnWith(t, openStore(t, filepath.Join(t.TempDir(), "lockstep.db")), cfgText)
+}
+
 // newEnvOn returns an env over st.
 func newEnvOn(t testing.TB, st store.Store) *env {
 	t.Helper()
-	cfg, err := config.Parse(stringsReader(testConfig), "test.yaml")
+	return newEnvOnWith(t, st, testConfig)
+}
+
+// newEnvOnWith returns an env over st with the configuration text cfgText.
+func newEnvOnWith(t testing.TB, st store.Store, cfgText string) *env {
+	t.Helper()
+	cfg, err := config.Parse(stringsReader(cfgText), "test.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

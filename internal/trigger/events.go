@@ -3,6 +3,7 @@ package trigger
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -99,15 +100,17 @@ func (t *Trigger) pullRequest(ctx context.Context, ev *github.PullRequestEvent, 
 		return err
 	}
 	if !trusted {
+		if action != "opened" {
+			// Only the opening of a pull request is welcomed (as Prow does):
+			// a push, a reopening or a new base does not make the author any
+			// more trusted, and a maintainer may have taken the label off.
+			out.Ignored = fmt.Sprintf("author %s is not trusted: waiting for a trusted /ok-to-test", p.Author)
+			return nil
+		}
 		return t.welcome(ctx, p, out)
 	}
-	if action == "labeled" {
-		if err := t.opts.Forge.RemoveLabel(ctx, repo, p.Number, LabelNeedsOKToTest); err != nil {
-			return err
-		}
-		if err := t.setLabels(ctx, repo, p.Number, "", LabelNeedsOKToTest); err != nil {
-			return err
-		}
+	if err := t.dropStaleNeedsOKToTest(ctx, p, action == "labeled", out); err != nil {
+		return err
 	}
 	jobs, err := t.automaticSet(ctx, rc, p)
 	if err != nil {
@@ -137,27 +140,55 @@ func (t *Trigger) runsOnDrafts(rc *config.Repo, job string) bool {
 }
 
 // welcome labels an untrusted pull request needs-ok-to-test and posts the
-// welcome comment, once.
+// welcome comment, each once in the pull request's life: a redelivered
+// opened event never puts back a label a maintainer took off.
 func (t *Trigger) welcome(ctx context.Context, p *store.PullState, out *store.Outcome) error {
 	out.Ignored = fmt.Sprintf("author %s is not trusted: waiting for a trusted /ok-to-test", p.Author)
-	hasLabel := false
-	for _, l := range p.Labels {
-		hasLabel = hasLabel || l == LabelNeedsOKToTest
+	key := fmt.Sprintf("label/%s/%s#%d", LabelNeedsOKToTest, p.Repo, p.Number)
+	st, err := t.opts.Store.ClaimEffect(ctx, key)
+	if err != nil {
+		return err
 	}
-	if !hasLabel {
-		if err := t.opts.Forge.AddLabel(ctx, p.Repo, p.Number, LabelNeedsOKToTest); err != nil {
+	if st != store.EffectDone {
+		if !slices.Contains(p.Labels, LabelNeedsOKToTest) {
+			if err := t.opts.Forge.AddLabel(ctx, p.Repo, p.Number, LabelNeedsOKToTest); err != nil {
+				if rerr := t.opts.Store.ReleaseEffect(ctx, key); rerr != nil {
+					t.log.Error("release effect", "key", key, "err", rerr)
+				}
+				return err
+			}
+			if err := t.setLabels(ctx, p.Repo, p.Number, LabelNeedsOKToTest, ""); err != nil {
+				return err
+			}
+			out.Notes = append(out.Notes, "labeled needs-ok-to-test")
+		}
+		if err := t.opts.Store.CompleteEffect(ctx, key); err != nil {
 			return err
 		}
-		if err := t.setLabels(ctx, p.Repo, p.Number, LabelNeedsOKToTest, ""); err != nil {
-			return err
-		}
-		out.Notes = append(out.Notes, "labeled needs-ok-to-test")
 	}
 	posted, err := t.once(ctx, fmt.Sprintf("welcome/%s#%d", p.Repo, p.Number), p.Repo, p.Number, welcomeText)
 	if posted {
 		out.Notes = append(out.Notes, "posted the welcome comment")
 	}
 	return err
+}
+
+// dropStaleNeedsOKToTest removes needs-ok-to-test from a trusted pull
+// request that also carries ok-to-test (or, with labeled, was just given
+// it), as Prow does when it acts on the pull request.
+func (t *Trigger) dropStaleNeedsOKToTest(ctx context.Context, p *store.PullState, labeled bool, out *store.Outcome) error {
+	if !slices.Contains(p.Labels, LabelNeedsOKToTest) || !(labeled || slices.Contains(p.Labels, LabelOKToTest)) {
+		return nil
+	}
+	if err := t.opts.Forge.RemoveLabel(ctx, p.Repo, p.Number, LabelNeedsOKToTest); err != nil {
+		return err
+	}
+	if err := t.setLabels(ctx, p.Repo, p.Number, "", LabelNeedsOKToTest); err != nil {
+		return err
+	}
+	p.Labels = slices.DeleteFunc(slices.Clone(p.Labels), func(l string) bool { return l == LabelNeedsOKToTest })
+	out.Notes = append(out.Notes, "removed the stale needs-ok-to-test")
+	return nil
 }
 
 // issueComment handles chat commands (COMMANDS.md rules 3–10).
@@ -215,6 +246,8 @@ func (t *Trigger) issueComment(ctx context.Context, ev *github.IssueCommentEvent
 
 	var replies []string
 	replies = append(replies, req.Problems...)
+	// help is set when a reply should list the jobs one can ask for.
+	help := len(req.Problems) > 0
 	var plan []planned
 	if req.OKToTest {
 		if !commenterTrusted {
@@ -231,17 +264,26 @@ func (t *Trigger) issueComment(ctx context.Context, ev *github.IssueCommentEvent
 			plan = append(plan, autoPlan(p, jobs)...)
 		}
 	}
-	if req.TestAll || len(req.Tests) > 0 || req.Retest {
+	if req.TestAll || len(req.Tests) > 0 || req.Retest || req.RetestRequired || req.TestManualRequired {
 		if !commenterTrusted && !prTrusted {
 			replies = append(replies, fmt.Sprintf("@%s: this pull request needs a trusted user's `/ok-to-test` before tests can run.", commenter))
 		} else {
-			jobs, more, err := t.requestedJobs(ctx, rc, p, req)
+			if !req.OKToTest {
+				if err := t.dropStaleNeedsOKToTest(ctx, p, false, out); err != nil {
+					return err
+				}
+			}
+			jobs, more, list, err := t.requestedJobs(ctx, rc, p, req, request)
 			if err != nil {
 				return err
 			}
 			replies = append(replies, more...)
+			help = help || list
 			plan = append(plan, requestPlan(p, jobs, request)...)
 		}
+	}
+	if help {
+		replies = append(replies, jobList(rc, p.BaseRef))
 	}
 	if err := t.createRuns(ctx, rc, p, plan, run.CauseCommand, commenter, out); err != nil {
 		return err
@@ -288,18 +330,21 @@ func (t *Trigger) okToTest(ctx context.Context, p *store.PullState, out *store.O
 	return nil
 }
 
-// requestedJobs returns the jobs /test and /retest ask for, and the
-// replies owed (unknown jobs, an empty set).
-func (t *Trigger) requestedJobs(ctx context.Context, rc *config.Repo, p *store.PullState, req command.Request) ([]config.Presubmit, []string, error) {
+// requestedJobs returns the jobs /test, /retest, /retest-required and
+// /test-manual-required ask for, the replies owed (unknown jobs, an empty
+// set), and whether those replies should list the jobs.
+func (t *Trigger) requestedJobs(ctx context.Context, rc *config.Repo, p *store.PullState, req command.Request, request string) ([]config.Presubmit, []string, bool, error) {
 	var jobs []config.Presubmit
 	var replies []string
+	help := false
 	if req.TestAll {
 		set, err := t.automaticSet(ctx, rc, p)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 		if len(set) == 0 {
-			replies = append(replies, "`/test all` starts no job here: no job's conditions match this pull request.\n\n"+jobList(rc, p.BaseRef))
+			replies = append(replies, "`/test all` starts no job here: no job's conditions match this pull request.")
+			help = true
 		}
 		jobs = append(jobs, set...)
 	}
@@ -311,26 +356,45 @@ func (t *Trigger) requestedJobs(ctx context.Context, rc *config.Repo, p *store.P
 			unknown = append(unknown, "`"+name+"`")
 		case !job.RunsAgainstBranch(p.BaseRef):
 			replies = append(replies, fmt.Sprintf("Job `%s` does not run against branch `%s`.", name, p.BaseRef))
+			help = true
 		default:
 			jobs = append(jobs, job)
 		}
 	}
 	if len(unknown) > 0 {
-		replies = append(replies, fmt.Sprintf("No job is called %s.\n\n%s", strings.Join(unknown, ", "), jobList(rc, p.BaseRef)))
+		replies = append(replies, fmt.Sprintf("No job is called %s.", strings.Join(unknown, ", ")))
+		help = true
 	}
-	if req.Retest {
-		set, err := t.retestSet(ctx, rc, p)
+	if req.Retest || req.RetestRequired {
+		newest, err := t.headRuns(ctx, p, request)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
+		}
+		set, err := t.retestSet(ctx, rc, p, newest, !req.Retest)
+		if err != nil {
+			return nil, nil, false, err
 		}
 		jobs = append(jobs, set...)
 	}
-	return jobs, replies, nil
+	if req.TestManualRequired {
+		newest, err := t.headRuns(ctx, p, request)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		set := manualRequiredSet(rc, p, newest)
+		if len(set) == 0 {
+			replies = append(replies, "`/test-manual-required` starts no job here: every required job that does not start by itself already has a run on this head.")
+			help = true
+		}
+		jobs = append(jobs, set...)
+	}
+	return jobs, replies, help, nil
 }
 
-// retestSet returns the jobs /retest starts (rule 9): those whose newest
-// run on the head failed or errored, and automatic jobs with no run there.
-func (t *Trigger) retestSet(ctx context.Context, rc *config.Repo, p *store.PullState) ([]config.Presubmit, error) {
+// headRuns returns the state of the newest run of each presubmit on p's
+// head, leaving out the runs that request itself created, so that a
+// redelivered request chooses the same jobs as the first delivery.
+func (t *Trigger) headRuns(ctx context.Context, p *store.PullState, request string) (map[string]run.State, error) {
 	newest := map[string]run.State{}
 	opts := store.ListOptions{Repo: p.Repo, Pull: p.Number, SHA: p.HeadSHA, Type: run.Presubmit, Limit: store.MaxLimit}
 	for {
@@ -339,17 +403,29 @@ func (t *Trigger) retestSet(ctx context.Context, rc *config.Repo, p *store.PullS
 			return nil, err
 		}
 		for _, r := range page.Runs {
+			if r.Spec.TriggerKey == run.RequestKey(p.Repo, p.Number, p.HeadSHA, r.Spec.Job, request) {
+				continue
+			}
 			if _, ok := newest[r.Spec.Job]; !ok {
 				newest[r.Spec.Job] = r.Status.State // pages are newest first
 			}
 		}
 		if page.Continue == "" {
-			break
+			return newest, nil
 		}
 		opts.Continue = page.Continue
 	}
+}
+
+// retestSet returns the jobs /retest starts (rule 9): those whose newest
+// run on the head failed or errored, and automatic jobs with no run
+// there; with requiredOnly (/retest-required), only the required ones.
+func (t *Trigger) retestSet(ctx context.Context, rc *config.Repo, p *store.PullState, newest map[string]run.State, requiredOnly bool) ([]config.Presubmit, error) {
 	var jobs []config.Presubmit
 	for _, j := range rc.Presubmits {
+		if requiredOnly && j.Optional {
+			continue
+		}
 		if s, ok := newest[j.Name]; ok && (s == run.Failure || s == run.Error) && j.RunsAgainstBranch(p.BaseRef) {
 			jobs = append(jobs, j)
 		}
@@ -359,11 +435,28 @@ func (t *Trigger) retestSet(ctx context.Context, rc *config.Repo, p *store.PullS
 		return nil, err
 	}
 	for _, j := range auto {
+		if requiredOnly && j.Optional {
+			continue
+		}
 		if _, ok := newest[j.Name]; !ok {
 			jobs = append(jobs, j)
 		}
 	}
 	return jobs, nil
+}
+
+// manualRequiredSet returns the jobs /test-manual-required starts: the
+// required jobs for p's base branch that only a command starts (no
+// always_run, run_if_changed or skip_if_only_changed) and that have no run
+// on p's head yet.
+func manualRequiredSet(rc *config.Repo, p *store.PullState, newest map[string]run.State) []config.Presubmit {
+	var jobs []config.Presubmit
+	for _, j := range rc.Presubmits {
+		if _, ran := newest[j.Name]; !ran && !j.Optional && j.ManualOnly() && j.RunsAgainstBranch(p.BaseRef) {
+			jobs = append(jobs, j)
+		}
+	}
+	return jobs
 }
 
 // push starts postsubmits (rule 16).
@@ -483,7 +576,11 @@ func (t *Trigger) rerequest(ctx context.Context, delivery, repo string, pulls []
 	}
 	var jobs []config.Presubmit
 	if name == "" {
-		if jobs, err = t.retestSet(ctx, rc, p); err != nil {
+		newest, err := t.headRuns(ctx, p, "d"+delivery)
+		if err != nil {
+			return err
+		}
+		if jobs, err = t.retestSet(ctx, rc, p, newest, false); err != nil {
 			return err
 		}
 	} else {
