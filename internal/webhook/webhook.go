@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"slices"
 	"time"
 	"unicode/utf8"
@@ -107,7 +108,7 @@ const (
 	OutcomeIgnored          = "ignored"               // 202, an event lockstep does not act on
 	OutcomeBadMethod        = "bad_method"            // 405
 	OutcomeBadRequest       = "bad_request"           // 400, a missing header or an unreadable body
-	OutcomeUnsupportedMedia = "unsupported_media"     // 415, not application/json
+	OutcomeUnsupportedMedia = "unsupported_media"     // 415, neither JSON nor a form
 	OutcomeUnauthorized     = "unauthorized"          // 401, a missing or wrong signature
 	OutcomeTooLarge         = "too_large"             // 413
 	OutcomeInvalid          = "invalid"               // 400, a payload that is not what its event promises
@@ -150,7 +151,9 @@ type HandlerOptions struct {
 //
 //	405 a method other than POST
 //	400 a missing X-GitHub-Event or X-GitHub-Delivery header
-//	415 a Content-Type other than application/json
+//	415 a Content-Type other than application/json or
+//	    application/x-www-form-urlencoded (GitHub's default: the JSON in
+//	    the payload field, the signature over the form body as sent)
 //	401 a missing X-Hub-Signature-256 header, or one that does not match
 //	413 a body larger than MaxBody
 //	200 "pong" to a ping (not stored)
@@ -216,10 +219,16 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a.refuse(http.StatusBadRequest, OutcomeBadRequest, HeaderDelivery+" header is not a delivery id (1 to 128 printable ASCII characters)")
 		return
 	}
+	form := false
 	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		mt, _, err := mime.ParseMediaType(ct)
+		switch {
+		case err == nil && mt == "application/json":
+		case err == nil && mt == formMedia:
+			form = true
+		default:
 			a.refuse(http.StatusUnsupportedMediaType, OutcomeUnsupportedMedia,
-				fmt.Sprintf("content type %q is not application/json: set the webhook's content type to application/json", ct))
+				fmt.Sprintf("content type %q is neither application/json nor %s: set the webhook's content type to application/json", ct, formMedia))
 			return
 		}
 	}
@@ -253,6 +262,14 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := Verify(secret, sig, body); err != nil {
 		a.refuse(http.StatusUnauthorized, OutcomeUnauthorized, err.Error())
 		return
+	}
+	if form {
+		// GitHub signs the form body as sent; the event is the JSON of its
+		// payload field, which is what lockstep keeps.
+		if body, err = formPayload(body); err != nil {
+			a.refuse(http.StatusBadRequest, OutcomeBadRequest, err.Error())
+			return
+		}
 	}
 
 	// The delivery is authentic from here on.
@@ -290,6 +307,23 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.opts.Logger.Debug("webhook delivery accepted", "delivery", id, "event", event, "repo", subject.Repo, "action", subject.Action)
 		a.reply(http.StatusAccepted, OutcomeAccepted, "accepted "+event)
 	}
+}
+
+// formMedia is the content type GitHub sends by default: the event's JSON
+// in the form field payload.
+const formMedia = "application/x-www-form-urlencoded"
+
+// formPayload returns the payload field of a form-encoded delivery body.
+func formPayload(body []byte) ([]byte, error) {
+	values, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, fmt.Errorf("read form body: %v", err)
+	}
+	payload, ok := values["payload"]
+	if !ok || len(payload) != 1 {
+		return nil, errors.New("form body has no single payload field: GitHub puts the event's JSON there")
+	}
+	return []byte(payload[0]), nil
 }
 
 // readBody reads r's body, at most limit bytes.

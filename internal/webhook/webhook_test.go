@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -82,6 +83,14 @@ func signedRequest(event, id string, body []byte) *http.Request {
 	r.Header.Set(HeaderDelivery, id)
 	r.Header.Set(HeaderHookID, "12345")
 	r.Header.Set(HeaderSignature, Sign(testSecret, body))
+	return r
+}
+
+// formRequest builds a delivery as GitHub sends it with its default
+// content type, application/x-www-form-urlencoded, signed over form.
+func formRequest(event, id, form string) *http.Request {
+	r := signedRequest(event, id, []byte(form))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	return r
 }
 
@@ -167,6 +176,41 @@ func TestHandlerAcceptsFixtures(t *testing.T) {
 	}
 	if got := len(th.sink.all()); got != n {
 		t.Errorf("got %d stored deliveries, want %d", got, n)
+	}
+}
+
+// GitHub's default content type puts the JSON in the form field payload
+// and signs the form as sent; lockstep verifies that and keeps the JSON.
+func TestHandlerAcceptsFormEncoded(t *testing.T) {
+	t.Parallel()
+	th := newTestHandler(t, 0)
+	n := 0
+	for _, event := range knownEvents() {
+		for _, p := range testfixtures.GitHubPayloads(t, event) {
+			n++
+			id := fmt.Sprintf("00000000-0000-4000-8000-%012d", n)
+			form := url.Values{"payload": {string(p.Body)}}.Encode()
+			w := th.serve(formRequest(event, id, form))
+			if w.Code != http.StatusAccepted {
+				t.Errorf("%s/%s: got status %d (%s), want 202", event, p.Name, w.Code, w.Body)
+				continue
+			}
+			got := th.sink.all()
+			d := got[len(got)-1]
+			if !bytes.Equal(d.Body, p.Body) {
+				t.Errorf("%s/%s: stored body is not the payload's JSON", event, p.Name)
+			}
+			if want := Sign(testSecret, []byte(form)); d.Signature != want {
+				t.Errorf("%s/%s: got signature %q, want the form's %q", event, p.Name, d.Signature, want)
+			}
+		}
+	}
+	if got := len(th.sink.all()); got != n {
+		t.Errorf("got %d stored deliveries, want %d", got, n)
+	}
+	// A ping arrives form-encoded too.
+	if w := th.serve(formRequest("ping", "ping-1", "payload=%7B%22zen%22%3A%22hi%22%7D")); w.Code != http.StatusOK {
+		t.Errorf("form ping: got status %d, want 200", w.Code)
 	}
 }
 
@@ -275,13 +319,39 @@ func TestHandlerRefuses(t *testing.T) {
 			wantStatus: 405, wantBody: "method GET not allowed", wantOutcome: "pull_request bad_method",
 		},
 		{
-			name: "form encoded",
+			name: "text plain",
 			req: func() *http.Request {
 				r := signedRequest("pull_request", id, body)
-				r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				r.Header.Set("Content-Type", "text/plain")
 				return r
 			},
 			wantStatus: 415, wantBody: "set the webhook's content type to application/json", wantOutcome: "pull_request unsupported_media",
+		},
+		{
+			name: "form signed over the payload, not the form",
+			req: func() *http.Request {
+				r := formRequest("pull_request", id, "payload="+url.QueryEscape(string(body)))
+				r.Header.Set(HeaderSignature, Sign(testSecret, body))
+				return r
+			},
+			wantStatus: 401, wantBody: "signature", wantOutcome: "pull_request unauthorized",
+		},
+		{
+			name:       "form without payload",
+			req:        func() *http.Request { return formRequest("pull_request", id, "other="+url.QueryEscape(string(body))) },
+			wantStatus: 400, wantBody: "no single payload field", wantOutcome: "pull_request bad_request",
+		},
+		{
+			name: "form with two payloads",
+			req: func() *http.Request {
+				return formRequest("pull_request", id, "payload="+url.QueryEscape(string(body))+"&payload=%7B%7D")
+			},
+			wantStatus: 400, wantBody: "no single payload field", wantOutcome: "pull_request bad_request",
+		},
+		{
+			name:       "form with a bad escape",
+			req:        func() *http.Request { return formRequest("pull_request", id, "payload=%zz") },
+			wantStatus: 400, wantBody: "read form body", wantOutcome: "pull_request bad_request",
 		},
 		{
 			name:       "unknown event label",
