@@ -37,6 +37,8 @@ type Config struct {
 	// BaseURL is lockstep's own address as users reach it, for links in
 	// statuses and comments (e.g. https://ci.example.com).
 	BaseURL string `yaml:"base_url"`
+	// Local configures the local executor.
+	Local Local `yaml:"local"`
 
 	// digest is the SHA-256 of the bytes Parse read; Watch compares it
 	// with the file to tell whether the file changed.

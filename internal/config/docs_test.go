@@ -78,7 +78,7 @@ func TestReferenceMentionsEveryField(t *testing.T) {
 	w := walker{fields: map[reflect.Type]*structInfo{}}
 	for _, typ := range []reflect.Type{
 		reflect.TypeFor[Config](), reflect.TypeFor[Repo](), reflect.TypeFor[Presubmit](),
-		reflect.TypeFor[Postsubmit](), reflect.TypeFor[Periodic](),
+		reflect.TypeFor[Postsubmit](), reflect.TypeFor[Periodic](), reflect.TypeFor[Local](),
 	} {
 		for _, name := range w.structInfo(typ).names {
 			if !strings.Contains(doc, "`"+name+"`") {

@@ -46,6 +46,7 @@ func (c *Config) Validate() error {
 	c.validateForge(&p)
 	c.validateGitLab(&p)
 	c.validateBuilds(&p)
+	c.validateLocal(&p)
 	return p.err()
 }
 

@@ -1,5 +1,6 @@
-// Package runner is the run reconciler: it admits pending runs under their
-// job's max_concurrency, starts them on an executor, enforces timeouts,
+// Package runner is the run reconciler: it admits pending runs under the
+// machine-wide limit and their job's max_concurrency, fairly across jobs
+// and repositories and oldest first within a job, starts them on an executor, enforces timeouts,
 // carries out abort requests and records each outcome. It is the only
 // writer of a run's state.
 package runner
@@ -9,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"k8s.io/client-go/util/workqueue"
@@ -50,13 +50,18 @@ type Options struct {
 	// Replica names this lockstep replica; it is recorded in the runs it
 	// starts (run.Status.Replica).
 	Replica string
-	Clock   clock.WithTicker
-	Logger  *slog.Logger
+	// MaxConcurrency returns how many local runs may execute at once in
+	// all, read at every admission; zero or less means no cap. Default:
+	// the configuration's local.max_concurrency (the number of CPUs
+	// unless set).
+	MaxConcurrency func() int
+	Clock          clock.WithTicker
+	Logger         *slog.Logger
 	// Workers is how many runs are reconciled at once; default 8.
 	Workers int
 	// AtCapacityRetry is how soon a run refused admission is looked at
 	// again if nothing wakes it earlier; default 30 s. A finishing run
-	// wakes the pending runs of its job at once.
+	// hands its slot to the next waiting run at once.
 	AtCapacityRetry time.Duration
 	// Resync is how often every unfinished run is listed again; default
 	// five minutes.
@@ -73,11 +78,10 @@ type Runner struct {
 	ctrl *controller.Controller[run.ID]
 	log  *slog.Logger
 
-	// admitting serializes admission per job, so that counting the job's
-	// active runs and admitting one more is atomic. lockstep runs one
-	// runner per store (on the elected leader at scale), so an in-process
-	// lock suffices.
-	admitting sync.Map // "repo/job" → *sync.Mutex
+	// adm decides which pending runs start. lockstep runs one runner per
+	// store (on the elected leader at scale), so in-memory bookkeeping,
+	// seeded from the store when Run starts, suffices.
+	adm *admission
 }
 
 // New returns a Runner.
@@ -94,7 +98,15 @@ func New(opts Options) *Runner {
 	if opts.AtCapacityRetry <= 0 {
 		opts.AtCapacityRetry = 30 * time.Second
 	}
-	r := &Runner{opts: opts, log: opts.Logger.With("controller", "runner")}
+	if opts.MaxConcurrency == nil {
+		opts.MaxConcurrency = func() int {
+			if cfg := opts.Config(); cfg != nil {
+				return cfg.Local.EffectiveMaxConcurrency()
+			}
+			return 0
+		}
+	}
+	r := &Runner{opts: opts, log: opts.Logger.With("controller", "runner"), adm: newAdmission()}
 	r.ctrl = controller.New(controller.Options[run.ID]{
 		Name:       "runner",
 		Reconciler: r,
@@ -103,7 +115,7 @@ func New(opts Options) *Runner {
 		Resync:     opts.Resync,
 		Logger:     opts.Logger,
 		Watches: []controller.Watch[run.ID]{controller.NewStoreSource(controller.RunFeed(opts.Store),
-			func(ev store.RunEvent, enqueue func(run.ID)) { enqueue(ev.Run.ID) }, opts.Clock, opts.Logger)},
+			func(ev store.RunEvent, enqueue func(run.ID)) { r.onRunEvent(ev, enqueue) }, opts.Clock, opts.Logger)},
 		List: r.listUnfinished,
 
 		MetricsProvider: opts.MetricsProvider,
@@ -114,11 +126,48 @@ func New(opts Options) *Runner {
 
 // Run reconciles runs until ctx is done.
 func (r *Runner) Run(ctx context.Context) error {
+	if err := r.seed(ctx); err != nil {
+		return err
+	}
 	return r.ctrl.Run(ctx)
+}
+
+// seed tells admission about the runs under way and waiting, before any
+// is reconciled, so that a restart neither admits past the limits nor
+// serves the newest pending runs first.
+func (r *Runner) seed(ctx context.Context) error {
+	opts := store.ListOptions{State: []run.State{run.Pending, run.Scheduled, run.Running}, Limit: store.MaxLimit}
+	for {
+		page, err := r.opts.Store.ListRuns(ctx, opts)
+		if err != nil {
+			return fmt.Errorf("runner: list unfinished runs: %w", err)
+		}
+		for _, rn := range page.Runs {
+			if rn.Status.State == run.Pending {
+				r.adm.wait(rn.ID, keyOf(rn))
+			} else {
+				r.adm.running(rn.ID, keyOf(rn))
+			}
+		}
+		if page.Continue == "" {
+			return nil
+		}
+		opts.Continue = page.Continue
+	}
 }
 
 // Enqueue asks the runner to look at run id soon.
 func (r *Runner) Enqueue(id run.ID) { r.ctrl.Add(id) }
+
+// onRunEvent feeds the runner every run written.
+func (r *Runner) onRunEvent(ev store.RunEvent, enqueue func(run.ID)) {
+	// Events come in the order of the writes, so new runs join their
+	// job's queue in the order they were created.
+	if ev.Run.Status.State == run.Pending {
+		r.adm.wait(ev.Run.ID, keyOf(ev.Run))
+	}
+	enqueue(ev.Run.ID)
+}
 
 // listUnfinished enqueues every run that is not finished: at start this
 // finds the runs a previous process left running.
@@ -143,6 +192,7 @@ func (r *Runner) listUnfinished(ctx context.Context, enqueue func(run.ID)) error
 func (r *Runner) Reconcile(ctx context.Context, id run.ID) (controller.Result, error) {
 	rn, err := r.opts.Store.GetRun(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
+		r.release(id)
 		return controller.Result{}, nil
 	}
 	if err != nil {
@@ -152,50 +202,95 @@ func (r *Runner) Reconcile(ctx context.Context, id run.ID) (controller.Result, e
 	case run.Pending:
 		return r.syncPending(ctx, rn)
 	case run.Scheduled:
+		r.adm.running(rn.ID, keyOf(rn))
 		return r.syncScheduled(ctx, rn)
 	case run.Running:
+		r.adm.running(rn.ID, keyOf(rn))
 		return r.syncRunning(ctx, rn)
 	default:
+		r.release(id)
 		return controller.Result{}, nil
 	}
 }
+
+// Reasons of the Admitted condition of a pending run.
+const (
+	ReasonAdmitted       = "Admitted"
+	ReasonAtCapacity     = "AtCapacity"     // its job is at its max_concurrency
+	ReasonWaitingForSlot = "WaitingForSlot" // the machine is at local.max_concurrency
+)
 
 func (r *Runner) syncPending(ctx context.Context, rn *run.Run) (controller.Result, error) {
 	if reason, msg, ok := rn.AbortRequested(); ok {
 		return controller.Result{}, r.finish(ctx, rn, run.Aborted, reason, msg, executor.Outcome{})
 	}
-	max := r.maxConcurrency(rn)
-	mu := r.admissionLock(rn)
-	mu.Lock()
-	defer mu.Unlock()
-	if max > 0 {
-		active, err := r.opts.Store.ListRuns(ctx, store.ListOptions{
-			Repo: rn.Spec.Refs.Repo, Job: rn.Spec.Job,
-			State: []run.State{run.Scheduled, run.Running}, Limit: max,
+	l := r.limits()
+	k := keyOf(rn)
+	ok, woken := r.adm.admit(rn.ID, k, l)
+	r.wake(woken)
+	if !ok {
+		// The message stays the same while the run waits, so that a
+		// waiting run is written once, not at every look.
+		cond := run.Condition{Type: ConditionAdmitted, Status: false, Reason: ReasonWaitingForSlot, Time: r.opts.Clock.Now(),
+			Message: fmt.Sprintf("waiting for one of the %d execution slots of this machine (local.max_concurrency), all in use; runs start oldest first within a job, jobs and repositories in turn", l.slots)}
+		if full, busy := r.adm.waitingFor(k, l); full {
+			cond.Reason = ReasonAtCapacity
+			cond.Message = fmt.Sprintf("job %s already has %d of its max_concurrency %d runs under way", rn.Spec.Job, busy, l.jobMax(k))
+		}
+		_, _, err := r.update(ctx, rn.ID, func(cur *run.Run) bool {
+			return cur.Status.State == run.Pending && cur.Status.SetCondition(cond)
 		})
-		if err != nil {
-			return controller.Result{}, fmt.Errorf("count active runs of %s: %w", rn.Spec.Job, err)
-		}
-		if len(active.Runs) >= max {
-			_, _, err := r.update(ctx, rn.ID, func(cur *run.Run) bool {
-				return cur.Status.State == run.Pending && cur.Status.SetCondition(run.Condition{
-					Type: ConditionAdmitted, Status: false, Reason: "AtCapacity",
-					Message: fmt.Sprintf("job %s already has %d of its max_concurrency %d runs under way", rn.Spec.Job, len(active.Runs), max),
-					Time:    r.opts.Clock.Now(),
-				})
-			})
-			return controller.Result{RequeueAfter: r.opts.AtCapacityRetry}, err
-		}
+		return controller.Result{RequeueAfter: r.opts.AtCapacityRetry}, err
 	}
-	_, _, err := r.update(ctx, rn.ID, func(cur *run.Run) bool {
+	updated, wrote, err := r.update(ctx, rn.ID, func(cur *run.Run) bool {
 		if cur.Status.State != run.Pending {
 			return false
 		}
 		cur.Status.State = run.Scheduled
-		cur.Status.SetCondition(run.Condition{Type: ConditionAdmitted, Status: true, Reason: "Admitted", Time: r.opts.Clock.Now()})
+		cur.Status.SetCondition(run.Condition{Type: ConditionAdmitted, Status: true, Reason: ReasonAdmitted, Time: r.opts.Clock.Now()})
 		return true
 	})
-	return controller.Result{}, err
+	if err != nil {
+		// The slot stays granted: the retry finds it.
+		return controller.Result{}, err
+	}
+	if !wrote {
+		// No longer pending: the watch brings the run back, and its
+		// reconcile accounts for what it became.
+		return controller.Result{}, nil
+	}
+	r.adm.running(rn.ID, k)
+	// Start it now rather than after the write comes back through the
+	// watch: with few slots, every hop between two runs counts.
+	return r.syncScheduled(ctx, updated)
+}
+
+// limits returns the admission limits in force now.
+func (r *Runner) limits() limits {
+	cfg := r.opts.Config()
+	return limits{
+		slots: r.opts.MaxConcurrency(),
+		jobMax: func(k jobKey) int {
+			if cfg == nil {
+				return 0
+			}
+			job, ok := cfg.Job(k.repo, k.job)
+			if !ok {
+				return 0
+			}
+			return job.MaxConcurrency
+		},
+	}
+}
+
+// release frees what run id held in admission and wakes the runs granted
+// its slot.
+func (r *Runner) release(id run.ID) { r.wake(r.adm.release(id, r.limits())) }
+
+func (r *Runner) wake(ids []run.ID) {
+	for _, id := range ids {
+		r.ctrl.Add(id)
+	}
 }
 
 func (r *Runner) syncScheduled(ctx context.Context, rn *run.Run) (controller.Result, error) {
@@ -375,8 +470,8 @@ func (r *Runner) timeoutMessage(rn *run.Run) string {
 }
 
 // finish records a terminal state and what the job wrote to its build
-// file, lets the executor forget the execution, and wakes the runs waiting
-// for capacity in the same job.
+// file, lets the executor forget the execution, and hands its slot to the
+// next waiting run.
 func (r *Runner) finish(ctx context.Context, rn *run.Run, state run.State, reason, message string, out executor.Outcome) error {
 	now := r.opts.Clock.Now()
 	updated, wrote, err := r.update(ctx, rn.ID, func(cur *run.Run) bool {
@@ -399,26 +494,7 @@ func (r *Runner) finish(ctx context.Context, rn *run.Run, state run.State, reaso
 	if err := r.exec(updated).Cleanup(ctx, updated); err != nil && ctx.Err() == nil {
 		r.log.Warn("clean up execution", "run", rn.ID, "err", err)
 	}
-	if r.maxConcurrency(rn) > 0 {
-		if err := r.wakePending(ctx, rn); err != nil && ctx.Err() == nil {
-			r.log.Warn("wake pending runs", "job", rn.Spec.Job, "err", err)
-		}
-	}
-	return nil
-}
-
-// wakePending enqueues the pending runs of rn's job, which may now fit
-// under max_concurrency.
-func (r *Runner) wakePending(ctx context.Context, rn *run.Run) error {
-	page, err := r.opts.Store.ListRuns(ctx, store.ListOptions{
-		Repo: rn.Spec.Refs.Repo, Job: rn.Spec.Job, State: []run.State{run.Pending}, Limit: store.MaxLimit,
-	})
-	if err != nil {
-		return err
-	}
-	for _, p := range page.Runs {
-		r.ctrl.Add(p.ID)
-	}
+	r.release(rn.ID)
 	return nil
 }
 
@@ -442,21 +518,4 @@ func (r *Runner) update(ctx context.Context, id run.ID, mutate func(*run.Run) bo
 		return nil, false, fmt.Errorf("update run %d: %w", id, err)
 	}
 	return out, wrote, nil
-}
-
-func (r *Runner) maxConcurrency(rn *run.Run) int {
-	cfg := r.opts.Config()
-	if cfg == nil {
-		return 0
-	}
-	job, ok := cfg.Job(rn.Spec.Refs.Repo, rn.Spec.Job)
-	if !ok {
-		return 0
-	}
-	return job.MaxConcurrency
-}
-
-func (r *Runner) admissionLock(rn *run.Run) *sync.Mutex {
-	mu, _ := r.admitting.LoadOrStore(rn.Spec.Refs.Repo+"/"+rn.Spec.Job, new(sync.Mutex))
-	return mu.(*sync.Mutex)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
 
@@ -337,5 +339,81 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestMachineWideLimit runs jobs of two repositories under
+// local.max_concurrency 1: one at a time, repositories and jobs in turn,
+// oldest first within a job, and a waiting run says why on its status.
+func TestMachineWideLimit(t *testing.T) {
+	t.Parallel()
+	cfg := config.Default()
+	cfg.Local.MaxConcurrency = 1
+	e := newEnv(t, cfg)
+	order := filepath.Join(e.dir, "order")
+	gate := filepath.Join(e.dir, "gate")
+	if out, err := exec.Command("mkfifo", gate).CombinedOutput(); err != nil {
+		t.Fatalf("mkfifo: %v %s", err, out)
+	}
+	mk := func(repo, job, script string) run.ID {
+		r, err := e.store.CreateRun(context.Background(), &run.Run{Spec: run.Spec{
+			Job: job, Type: run.Periodic, Refs: run.Refs{Repo: repo},
+			Cause: run.CauseCLI, Script: script, Timeout: time.Minute,
+			TriggerKey: fmt.Sprintf("test/%s/%s/%d", repo, job, e.seq.Add(1)),
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.ID
+	}
+	record := fmt.Sprintf(`echo "$JOB_NAME $BUILD_ID" >> %s`, order)
+	// The first run holds the only slot until the test opens the gate.
+	first := mk("acme/one", "a", record+"\nread x < "+gate)
+	var want []string
+	want = append(want, fmt.Sprintf("a %d", first))
+	var a, b, c []run.ID
+	for range 4 {
+		a = append(a, mk("acme/one", "a", record))
+	}
+	for range 2 {
+		b = append(b, mk("acme/one", "b", record))
+		c = append(c, mk("acme/two", "c", record))
+	}
+	e.start(e.exec, nil)
+	e.waitState(first, run.Running)
+	// More runs of a arrive while the slot is taken.
+	for range 2 {
+		a = append(a, mk("acme/one", "a", record))
+	}
+	waiting := c[0]
+	waitFor(t, "a waiting run to say why", func() bool {
+		r, err := e.store.GetRun(context.Background(), waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cond, ok := r.Status.Condition(runner.ConditionAdmitted)
+		return r.Status.State == run.Pending && ok && !cond.Status && cond.Reason == runner.ReasonWaitingForSlot &&
+			strings.Contains(cond.Message, "local.max_concurrency")
+	})
+	if err := os.WriteFile(gate, []byte("go\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// a's first run was served; then c, b, c, a, b, a, a, a, a.
+	for _, id := range []run.ID{c[0], b[0], c[1], a[0], b[1], a[1], a[2], a[3], a[4], a[5]} {
+		r, err := e.store.GetRun(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, fmt.Sprintf("%s %d", r.Spec.Job, id))
+	}
+	for _, id := range append(append(a, b...), c...) {
+		e.waitState(id, run.Success)
+	}
+	data, err := os.ReadFile(order)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, strings.Split(strings.TrimSpace(string(data)), "\n")); diff != "" {
+		t.Errorf("order of the runs (-want +got):\n%s", diff)
 	}
 }
