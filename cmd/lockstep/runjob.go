@@ -62,8 +62,12 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 
-	dir := *dataDir
-	if dir == "" {
+	dir, cacheDir := *dataDir, ""
+	if dir != "" {
+		// A data directory outlives the run: its git cache saves the next
+		// run the clone.
+		cacheDir = filepath.Join(dir, "cache", "git")
+	} else {
 		if dir, err = os.MkdirTemp("", "lockstep-run-"); err != nil {
 			return err
 		}
@@ -76,10 +80,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer st.Close()
 	exec := local.New(local.Options{
-		WorkDir: filepath.Join(dir, "workspaces"),
-		LogDir:  filepath.Join(dir, "logs"),
-		Logger:  log,
-		Stdout:  stdout,
+		WorkDir:  filepath.Join(dir, "workspaces"),
+		LogDir:   filepath.Join(dir, "logs"),
+		CacheDir: cacheDir,
+		Logger:   log,
+		Stdout:   stdout,
 	})
 	requester := "cli"
 	if u, err := user.Current(); err == nil {

@@ -248,6 +248,9 @@ func runLeader(ctx context.Context, o leaderOptions) error {
 	exec := local.New(local.Options{
 		WorkDir: filepath.Join(o.dataDir, "workspaces"),
 		LogDir:  filepath.Join(o.dataDir, "logs"),
+		// Runs clone from a mirror of their repository kept here; jobs
+		// only read it.
+		CacheDir: filepath.Join(o.dataDir, "cache", "git"),
 		// Every byte of every run's log also goes to the store, where the
 		// web of any replica reads it.
 		LogSink: &executor.StoreLogs{Logs: st, Logger: log},

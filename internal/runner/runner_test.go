@@ -54,7 +54,10 @@ func newEnv(t testing.TB, cfg *config.Config) *env {
 }
 
 func (e *env) newExecutor() *local.Executor {
-	x := local.New(local.Options{WorkDir: filepath.Join(e.dir, "work"), LogDir: filepath.Join(e.dir, "logs")})
+	x := local.New(local.Options{
+		WorkDir: filepath.Join(e.dir, "work"), LogDir: filepath.Join(e.dir, "logs"),
+		CacheDir: filepath.Join(e.dir, "cache", "git"),
+	})
 	e.t.Cleanup(func() { _ = x.Shutdown(context.Background()) })
 	return x
 }

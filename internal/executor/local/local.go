@@ -33,6 +33,8 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/lockstep-ci/lockstep/internal/executor"
 	"github.com/lockstep-ci/lockstep/internal/run"
 )
@@ -57,6 +59,12 @@ type Options struct {
 	Stdout io.Writer
 	// GitPath is the git command; "git" (found in PATH) when empty.
 	GitPath string
+	// CacheDir, if set, holds a bare mirror of each repository that runs
+	// clone from (see gitCache); jobs only read it. Empty: every run
+	// clones from the repository itself.
+	CacheDir string
+	// Clock tells when a mirror was fetched; the real clock when nil.
+	Clock clock.PassiveClock
 }
 
 // outputWaitDelay bounds how long lockstep waits, after an execution's
@@ -75,6 +83,7 @@ type Executor struct {
 	log    *slog.Logger
 	base   map[string]string // the environment jobs inherit
 	bootID string
+	cache  *gitCache // nil without Options.CacheDir
 
 	// mu guards execs, starting, active and closed.
 	mu       sync.Mutex
@@ -112,16 +121,24 @@ func New(opts Options) *Executor {
 	}
 	// The job runs in its workspace, so paths given relative to lockstep's
 	// own working directory must not stay relative.
-	for _, dir := range []*string{&opts.WorkDir, &opts.LogDir} {
-		if abs, err := filepath.Abs(*dir); err == nil {
+	for _, dir := range []*string{&opts.WorkDir, &opts.LogDir, &opts.CacheDir} {
+		if abs, err := filepath.Abs(*dir); err == nil && *dir != "" {
 			*dir = abs
 		}
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
 	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var cache *gitCache
+	if opts.CacheDir != "" {
+		cache = newGitCache(opts.CacheDir, opts.GitPath, opts.Clock, log)
+	}
 	return &Executor{
+		cache:    cache,
 		opts:     opts,
 		log:      log,
 		base:     baseEnv(),
@@ -163,7 +180,7 @@ func (e *Executor) Start(ctx context.Context, r *run.Run, notify func()) (execut
 	e.active++
 	e.mu.Unlock()
 
-	x, w, err := e.start(r)
+	x, w, err := e.start(ctx, r)
 
 	e.mu.Lock()
 	delete(e.starting, r.ID)
@@ -196,7 +213,7 @@ type waiter struct {
 }
 
 // start does the synchronous part of Start.
-func (e *Executor) start(r *run.Run) (*execution, waiter, error) {
+func (e *Executor) start(ctx context.Context, r *run.Run) (*execution, waiter, error) {
 	ws, err := e.makeWorkspace(r)
 	if err != nil {
 		return nil, waiter{}, &executor.InfraError{Reason: executor.ReasonWorkspace, Err: err}
@@ -235,7 +252,7 @@ func (e *Executor) start(r *run.Run) (*execution, waiter, error) {
 		logf.Close()
 		return fail(executor.ReasonStart, fmt.Errorf("create report pipe: %w", err))
 	}
-	args := prepareArgs(sh, git, r.Spec.Refs, ws)
+	args := prepareArgs(sh, git, r.Spec.Refs, ws, e.cache.prepare(ctx, r))
 	cmd := &exec.Cmd{
 		Path:       sh,
 		Args:       args,

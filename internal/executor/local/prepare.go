@@ -85,9 +85,11 @@ const (
 // so nothing the job does can write to it.
 //
 // Arguments: $1 sh, $2 git, $3 clone URL, $4 base ref, $5 base SHA,
-// $6 pull number, $7 head SHA, $8 head ref, $9 job script file.
+// $6 pull number, $7 head SHA, $8 head ref, $9 job script file, $10 the
+// repository's mirror in the git cache, or empty: the clone then borrows
+// the mirror's objects (--shared) and its origin is still the clone URL.
 const prepareScript = `set -u
-sh=$1 git=$2 url=$3 base_ref=$4 base_sha=$5 pull=$6 head_sha=$7 head_ref=$8 script=$9
+sh=$1 git=$2 url=$3 base_ref=$4 base_sha=$5 pull=$6 head_sha=$7 head_ref=$8 script=$9 cache=${10}
 fail() {
 	echo "lockstep: $2" >&2
 	printf '%s %s\n' "$1" "$2" >&3
@@ -111,7 +113,12 @@ if [ -n "$url" ]; then
 		g clone --quiet --origin origin -- "$url" . || fail CloneFailed "cannot clone $url"
 		base=HEAD
 	else
-		g clone --quiet --origin origin --no-checkout -- "$url" . || fail CloneFailed "cannot clone $url"
+		if [ -n "$cache" ]; then
+			{ g clone --quiet --shared --origin origin --no-checkout -- "$cache" . &&
+				g remote set-url origin "$url"; } || fail CloneFailed "cannot clone $url from its mirror $cache"
+		else
+			g clone --quiet --origin origin --no-checkout -- "$url" . || fail CloneFailed "cannot clone $url"
+		fi
 		if [ -n "$base_sha" ]; then
 			base=$base_sha
 			checkout "$base" 2>/dev/null ||
@@ -147,11 +154,11 @@ exec "$sh" -e "$script"
 `
 
 // prepareArgs returns the arguments of the leader's command line.
-func prepareArgs(sh, git string, refs run.Refs, ws workspace) []string {
+func prepareArgs(sh, git string, refs run.Refs, ws workspace, cache string) []string {
 	return []string{
 		sh, "-c", prepareScript, "lockstep-prepare",
 		sh, git, refs.CloneURL, refs.BaseRef, refs.BaseSHA,
-		strconv.Itoa(refs.Pull), refs.HeadSHA, refs.HeadRef, ws.script(),
+		strconv.Itoa(refs.Pull), refs.HeadSHA, refs.HeadRef, ws.script(), cache,
 	}
 }
 

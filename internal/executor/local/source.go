@@ -36,8 +36,8 @@ func Checkout(ctx context.Context, git string, refs run.Refs, dir string, out io
 	defer reportR.Close()
 	// The job script is empty: the preparation ends right after the
 	// checkout.
-	args := prepareArgs(sh, git, refs, workspace(""))
-	args[len(args)-1] = os.DevNull
+	args := prepareArgs(sh, git, refs, workspace(""), "")
+	args[len(args)-2] = os.DevNull // the job script; the last is the git cache, none here
 	cmd := exec.CommandContext(ctx, sh, args[1:]...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0")
