@@ -65,7 +65,9 @@ func TestGitCacheFetchesOncePerBurst(t *testing.T) {
 	cacheDir := filepath.Join(t.TempDir(), "cache", "git")
 	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	e := newExecutor(t, Options{GitPath: gitPath, CacheDir: cacheDir, Clock: clk})
-	const script = `echo "head=$(git rev-parse HEAD) origin=$(git remote get-url origin)"
+	const script = `test -f base.txt
+test -z "$(git status --porcelain)"
+echo "head=$(git rev-parse HEAD) branch=$(git rev-parse --abbrev-ref HEAD) origin=$(git remote get-url origin)"
 cat .git/objects/info/alternates`
 	created := clk.Now().Add(-time.Second)
 	const n = 30
@@ -88,7 +90,7 @@ cat .git/objects/info/alternates`
 	if err != nil || len(mirrors) != 1 {
 		t.Fatalf("mirrors %v (%v), want one", mirrors, err)
 	}
-	want := fmt.Sprintf("head=%s origin=%s\n%s\n", head, repo.dir, filepath.Join(mirrors[0], "objects"))
+	want := fmt.Sprintf("head=%s branch=main origin=%s\n%s\n", head, repo.dir, filepath.Join(mirrors[0], "objects"))
 	for i, log := range logs {
 		if !strings.HasSuffix(log, want) {
 			t.Errorf("run %d: log %q, want it to end with %q", i+1, log, want)

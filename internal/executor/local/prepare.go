@@ -114,12 +114,19 @@ if [ -n "$url" ]; then
 		base=HEAD
 	else
 		if [ -n "$cache" ]; then
-			{ g clone --quiet --shared --origin origin --no-checkout -- "$cache" . &&
+			# The mirror has the base branch as fresh as the run needs:
+			# without a base SHA, the clone checks it out itself.
+			checked_out= how=--no-checkout
+			[ -z "$base_sha" ] && checked_out=$base_ref how=--branch=$base_ref
+			{ g clone --quiet --template= --shared --origin origin "$how" -- "$cache" . &&
 				g remote set-url origin "$url"; } || fail CloneFailed "cannot clone $url from its mirror $cache"
 		else
+			checked_out=
 			g clone --quiet --origin origin --no-checkout -- "$url" . || fail CloneFailed "cannot clone $url"
 		fi
-		if [ -n "$base_sha" ]; then
+		if [ -n "$checked_out" ]; then
+			base=refs/remotes/origin/$base_ref
+		elif [ -n "$base_sha" ]; then
 			base=$base_sha
 			checkout "$base" 2>/dev/null ||
 				{ g fetch --quiet origin "$base_sha" && checkout "$base"; } ||
