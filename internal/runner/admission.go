@@ -60,27 +60,29 @@ func newAdmission() *admission {
 
 // wait records a pending run as waiting for a slot, in creation order
 // (run IDs increase with creation) among its job's waiting runs. It does
-// nothing for a run already waiting, granted or under way.
-func (a *admission) wait(id run.ID, k jobKey) {
+// nothing for a run already waiting, granted or under way. It reports
+// whether the run is waiting (not granted a slot, nor under way).
+func (a *admission) wait(id run.ID, k jobKey) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.waitLocked(id, k)
+	return a.waitLocked(id, k)
 }
 
-func (a *admission) waitLocked(id run.ID, k jobKey) {
+func (a *admission) waitLocked(id run.ID, k jobKey) bool {
 	if _, ok := a.queued[id]; ok {
-		return
+		return true
 	}
 	if _, ok := a.granted[id]; ok {
-		return
+		return false
 	}
 	if _, ok := a.active[id]; ok {
-		return
+		return false
 	}
 	q := a.waiting[k]
 	i, _ := slices.BinarySearch(q, id)
 	a.waiting[k] = slices.Insert(q, i, id)
 	a.queued[id] = k
+	return true
 }
 
 // running records a run under way (found scheduled or running).

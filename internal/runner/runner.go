@@ -164,7 +164,12 @@ func (r *Runner) onRunEvent(ev store.RunEvent, enqueue func(run.ID)) {
 	// Events come in the order of the writes, so new runs join their
 	// job's queue in the order they were created.
 	if ev.Run.Status.State == run.Pending {
-		r.adm.wait(ev.Run.ID, keyOf(ev.Run))
+		if r.adm.wait(ev.Run.ID, keyOf(ev.Run)) && waitingSaidWhy(ev.Run) {
+			// The write was the runner's own note that the run waits:
+			// there is nothing new to look at. A slot freeing up wakes
+			// it.
+			return
+		}
 	}
 	enqueue(ev.Run.ID)
 }
@@ -263,6 +268,16 @@ func (r *Runner) syncPending(ctx context.Context, rn *run.Run) (controller.Resul
 	// Start it now rather than after the write comes back through the
 	// watch: with few slots, every hop between two runs counts.
 	return r.syncScheduled(ctx, updated)
+}
+
+// waitingSaidWhy reports whether pending run rn already says why it
+// waits, and has no abort request to carry out.
+func waitingSaidWhy(rn *run.Run) bool {
+	if _, _, abort := rn.AbortRequested(); abort {
+		return false
+	}
+	c, ok := rn.Status.Condition(ConditionAdmitted)
+	return ok && !c.Status
 }
 
 // limits returns the admission limits in force now.

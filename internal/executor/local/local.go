@@ -292,6 +292,9 @@ func (e *Executor) start(ctx context.Context, r *run.Run) (*execution, waiter, e
 		return fail(executor.ReasonStart, fmt.Errorf("start process: %w", err))
 	}
 	pid := cmd.Process.Pid
+	if err := lowerPriority(pid); err != nil {
+		e.log.Warn("execution keeps lockstep's CPU priority", "run", r.ID, "err", err)
+	}
 	st, err := readStat(pid)
 	if err != nil {
 		_ = killGroup(pid)
