@@ -99,11 +99,11 @@ cat .git/objects/info/alternates`
 	if got := mirrorFetches(t, trace, cacheDir); len(got) != 1 {
 		t.Errorf("%d fetches into the mirror for %d runs, want 1: %q", len(got), n, got)
 	}
-	if got := calls(t, trace, "clone", "--shared", mirrors[0]); len(got) != n {
+	if got := calls(t, trace, "url."+mirrors[0]+".insteadOf="+repo.dir, "clone", "--shared"); len(got) != n {
 		t.Errorf("%d shared clones from the mirror, want %d", len(got), n)
 	}
-	if got := calls(t, trace, "clone", repo.dir); len(got) != 0 {
-		t.Errorf("clones from the repository itself: %q, want none", got)
+	if got := calls(t, trace, "clone"); len(got) != n {
+		t.Errorf("%d clones, want %d: %q", len(got), n, got)
 	}
 
 	// A push, then a run asked for after it: the mirror is fetched again.
@@ -183,6 +183,11 @@ git log -1 --format='parents=%P'`
 		t.Fatalf("no fetch into the mirror")
 	}
 	before := snapshot(t, cacheDir)
+	// The repository goes away: runs of commits the mirror has need
+	// nothing from it.
+	if err := os.Rename(repo.dir, repo.dir+".gone"); err != nil {
+		t.Fatal(err)
+	}
 	for id := run.ID(2); id <= 5; id++ {
 		check(id)
 	}

@@ -88,6 +88,8 @@ const (
 // $6 pull number, $7 head SHA, $8 head ref, $9 job script file, $10 the
 // repository's mirror in the git cache, or empty: the clone then borrows
 // the mirror's objects (--shared) and its origin is still the clone URL.
+// Without a base SHA, the clone checks the branch out itself: the mirror
+// was fetched for it.
 const prepareScript = `set -u
 sh=$1 git=$2 url=$3 base_ref=$4 base_sha=$5 pull=$6 head_sha=$7 head_ref=$8 script=$9 cache=${10}
 fail() {
@@ -114,12 +116,12 @@ if [ -n "$url" ]; then
 		base=HEAD
 	else
 		if [ -n "$cache" ]; then
-			# The mirror has the base branch as fresh as the run needs:
-			# without a base SHA, the clone checks it out itself.
 			checked_out= how=--no-checkout
 			[ -z "$base_sha" ] && checked_out=$base_ref how=--branch=$base_ref
-			{ g clone --quiet --template= --shared --origin origin "$how" -- "$cache" . &&
-				g remote set-url origin "$url"; } || fail CloneFailed "cannot clone $url from its mirror $cache"
+			# insteadOf reads the mirror for this clone only, and leaves
+			# origin naming the repository itself.
+			g -c "url.$cache.insteadOf=$url" clone --quiet --template= --shared --origin origin "$how" -- "$url" . ||
+				fail CloneFailed "cannot clone $url from its mirror $cache"
 		else
 			checked_out=
 			g clone --quiet --origin origin --no-checkout -- "$url" . || fail CloneFailed "cannot clone $url"
