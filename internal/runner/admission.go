@@ -5,16 +5,25 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/lockstep-ci/lockstep/internal/config"
 	"github.com/lockstep-ci/lockstep/internal/run"
 )
 
-// jobKey names a job across repositories.
-type jobKey struct{ repo, job string }
+// jobKey names a job across repositories, and says whether its runs
+// execute on this machine (the local executor) and so take a slot.
+type jobKey struct {
+	repo, job string
+	local     bool
+}
 
-func keyOf(rn *run.Run) jobKey { return jobKey{rn.Spec.Refs.Repo, rn.Spec.Job} }
+func keyOf(rn *run.Run) jobKey {
+	e := rn.Spec.Executor
+	return jobKey{rn.Spec.Refs.Repo, rn.Spec.Job, e == "" || e == config.ExecutorLocal}
+}
 
-// limits are the caps admission works under: slots executions at once in
-// all (0: no cap), and jobMax(k) at once of job k (0: no cap).
+// limits are the caps admission works under: slots local executions at
+// once in all (0: no cap), and jobMax(k) runs at once of job k (0: no
+// cap). Runs of other executors (GitLab pipelines) take no slot.
 type limits struct {
 	slots  int
 	jobMax func(jobKey) int
@@ -41,6 +50,8 @@ type admission struct {
 	waiting map[jobKey][]run.ID
 	queued  map[run.ID]jobKey // the runs in waiting
 	busy    map[jobKey]int    // active and granted runs of each job
+	// local counts the active and granted runs that take a slot.
+	local int
 	// lastRepo and lastJob are the repository and, per repository, the
 	// job that were granted a slot last: the turn passes to the next ones.
 	lastRepo string
@@ -93,10 +104,14 @@ func (a *admission) running(id run.ID, k jobKey) {
 		return
 	}
 	a.unqueueLocked(id)
-	if _, ok := a.granted[id]; ok {
+	if g, ok := a.granted[id]; ok {
 		delete(a.granted, id)
+		k = g
 	} else {
 		a.busy[k]++
+		if k.local {
+			a.local++
+		}
 	}
 	a.active[id] = k
 }
@@ -129,6 +144,9 @@ func (a *admission) release(id run.ID, l limits) []run.ID {
 			delete(m, id)
 			if a.busy[k]--; a.busy[k] <= 0 {
 				delete(a.busy, k)
+			}
+			if k.local {
+				a.local--
 			}
 		}
 	}
@@ -172,7 +190,7 @@ func (a *admission) unqueueLocked(id run.ID) {
 
 func (a *admission) grantLocked(l limits) []run.ID {
 	var woken []run.ID
-	for l.slots <= 0 || len(a.active)+len(a.granted) < l.slots {
+	for {
 		k, ok := a.nextLocked(l)
 		if !ok {
 			break
@@ -181,6 +199,9 @@ func (a *admission) grantLocked(l limits) []run.ID {
 		a.unqueueLocked(id)
 		a.granted[id] = k
 		a.busy[k]++
+		if k.local {
+			a.local++
+		}
 		a.lastRepo, a.lastJob[k.repo] = k.repo, k.job
 		woken = append(woken, id)
 	}
@@ -188,15 +209,17 @@ func (a *admission) grantLocked(l limits) []run.ID {
 }
 
 // nextLocked returns the job whose turn it is: the first eligible job
-// (waiting runs, under its own cap) after the last one served, repository
+// (waiting runs, under its own cap, and a free slot if it is local) after
+// the last one served, repository
 // by repository, job by job, in name order and round.
 func (a *admission) nextLocked(l limits) (jobKey, bool) {
 	if len(a.waiting) == 0 {
 		return jobKey{}, false
 	}
+	slotFree := l.slots <= 0 || a.local < l.slots
 	var eligible []jobKey
 	for k := range a.waiting {
-		if max := l.jobMax(k); max <= 0 || a.busy[k] < max {
+		if max := l.jobMax(k); (max <= 0 || a.busy[k] < max) && (slotFree || !k.local) {
 			eligible = append(eligible, k)
 		}
 	}

@@ -27,7 +27,7 @@ func drain(a *admission, l limits) []run.ID {
 func TestAdmissionFairAndFIFO(t *testing.T) {
 	t.Parallel()
 	a := newAdmission()
-	r1a, r1b, r2c := jobKey{"acme/one", "a"}, jobKey{"acme/one", "b"}, jobKey{"acme/two", "c"}
+	r1a, r1b, r2c := jobKey{"acme/one", "a", true}, jobKey{"acme/one", "b", true}, jobKey{"acme/two", "c", true}
 	// A burst of job a, then two runs of b and of c; they join in a
 	// scrambled order, and the queues sort them.
 	for _, w := range []struct {
@@ -49,7 +49,7 @@ func TestAdmissionFairAndFIFO(t *testing.T) {
 func TestAdmissionLimits(t *testing.T) {
 	t.Parallel()
 	a := newAdmission()
-	capped, free := jobKey{"acme/one", "capped"}, jobKey{"acme/one", "free"}
+	capped, free := jobKey{"acme/one", "capped", true}, jobKey{"acme/one", "free", true}
 	l := limits{slots: 3, jobMax: func(k jobKey) int {
 		if k == capped {
 			return 1
@@ -101,5 +101,29 @@ func TestAdmissionLimits(t *testing.T) {
 	a.wait(8, free)
 	if got := a.pump(limits{slots: 0, jobMax: noJobCap}); len(got) != 2 {
 		t.Errorf("no limit granted %v, want both waiting runs", got)
+	}
+}
+
+// Runs of other executors (GitLab pipelines) take no slot of this
+// machine, and wait only for their job's own cap.
+func TestAdmissionRemoteRunsTakeNoSlot(t *testing.T) {
+	t.Parallel()
+	a := newAdmission()
+	local, remote := jobKey{"acme/one", "unit", true}, jobKey{"acme/one", "gl", false}
+	l := limits{slots: 1, jobMax: noJobCap}
+	a.running(100, local) // the only slot is taken
+	for id := run.ID(1); id <= 3; id++ {
+		a.wait(id, remote)
+	}
+	a.wait(4, local)
+	got := a.pump(l)
+	if diff := cmp.Diff([]run.ID{1, 2, 3}, got); diff != "" {
+		t.Errorf("granted (-want +got):\n%s", diff)
+	}
+	for _, id := range got {
+		a.running(id, remote)
+	}
+	if diff := cmp.Diff([]run.ID{4}, a.release(100, l)); diff != "" {
+		t.Errorf("granted after the local run ended (-want +got):\n%s", diff)
 	}
 }
