@@ -91,6 +91,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Refs:  lsrun.Refs{Repo: job.Repo, CloneURL: cloneURL, BaseRef: baseRef, BaseSHA: sha},
 		Cause: lsrun.CauseCLI, Requester: requester,
 		Script: job.Run, Env: job.Env, Timeout: job.EffectiveTimeout(),
+		Secrets: job.Secrets, NoNetwork: job.Sandbox.NoNetwork(),
 		TriggerKey: "cli/" + randomID(),
 	}})
 	if err != nil {

@@ -79,6 +79,7 @@ func TestReferenceMentionsEveryField(t *testing.T) {
 	for _, typ := range []reflect.Type{
 		reflect.TypeFor[Config](), reflect.TypeFor[Repo](), reflect.TypeFor[Presubmit](),
 		reflect.TypeFor[Postsubmit](), reflect.TypeFor[Periodic](),
+		reflect.TypeFor[Local](), reflect.TypeFor[JobSandbox](),
 	} {
 		for _, name := range w.structInfo(typ).names {
 			if !strings.Contains(doc, "`"+name+"`") {

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/lockstep-ci/lockstep/internal/executor"
+	"github.com/lockstep-ci/lockstep/internal/redact"
 	"github.com/lockstep-ci/lockstep/internal/run"
 )
 
@@ -54,6 +55,25 @@ type Options struct {
 	Stdout io.Writer
 	// GitPath is the git command; "git" (found in PATH) when empty.
 	GitPath string
+
+	// Sandbox says whether executions run in a bubblewrap sandbox
+	// (sandbox.go); default SandboxAuto. BwrapPath is the bwrap command;
+	// "bwrap" (found in PATH) when empty.
+	Sandbox   SandboxMode
+	BwrapPath string
+	// Hidden are files and directories a sandboxed job does not see:
+	// lockstep's data directory, configuration and secret files.
+	// ReadOnly are paths it sees read-only even when they are inside a
+	// hidden directory (a git object cache the clone reads).
+	Hidden   []string
+	ReadOnly []string
+	// SecretsDir holds the values of the secrets jobs name (run.Spec's
+	// Secrets), one file per secret.
+	SecretsDir string
+	// Secrets, if set, returns the values of lockstep's own secrets
+	// (tokens, keys): they are masked in every run's log, as are the
+	// run's own secrets.
+	Secrets func() []string
 }
 
 // outputWaitDelay bounds how long lockstep waits, after an execution's
@@ -72,6 +92,7 @@ type Executor struct {
 	log    *slog.Logger
 	base   map[string]string // the environment jobs inherit
 	bootID string
+	probe  sandboxProbe
 
 	// mu guards execs, starting, active and closed.
 	mu       sync.Mutex
@@ -106,6 +127,12 @@ type execution struct {
 func New(opts Options) *Executor {
 	if opts.GitPath == "" {
 		opts.GitPath = "git"
+	}
+	if opts.Sandbox == "" {
+		opts.Sandbox = SandboxAuto
+	}
+	if opts.BwrapPath == "" {
+		opts.BwrapPath = "bwrap"
 	}
 	// The job runs in its workspace, so paths given relative to lockstep's
 	// own working directory must not stay relative.
@@ -189,10 +216,19 @@ type waiter struct {
 	logf   *os.File
 	report *os.File // read end of the leader's descriptor 3
 	ws     workspace
+	out    *redact.Writer // masks secrets on their way to logf
 }
 
 // start does the synchronous part of Start.
 func (e *Executor) start(r *run.Run) (*execution, waiter, error) {
+	sandbox, err := e.decideSandbox(r)
+	if err != nil {
+		return nil, waiter{}, err
+	}
+	secrets, err := readSecrets(e.opts.SecretsDir, r.Spec.Secrets)
+	if err != nil {
+		return nil, waiter{}, err
+	}
 	ws, err := e.makeWorkspace(r)
 	if err != nil {
 		return nil, waiter{}, &executor.InfraError{Reason: executor.ReasonWorkspace, Err: err}
@@ -232,23 +268,36 @@ func (e *Executor) start(r *run.Run) (*execution, waiter, error) {
 		return fail(executor.ReasonStart, fmt.Errorf("create report pipe: %w", err))
 	}
 	args := prepareArgs(sh, git, r.Spec.Refs, ws)
+	env := withSecrets(jobEnv(e.base, r, ws), secrets)
+	path := sh
+	if sandbox.bwrap != "" {
+		if err := os.Mkdir(ws.home(), 0o755); err != nil {
+			logf.Close()
+			return fail(executor.ReasonWorkspace, fmt.Errorf("create home directory: %w", err))
+		}
+		path, args, env = sandbox.bwrap, e.sandboxArgs(sandbox.bwrap, r, ws, args), sandboxEnv(env, ws)
+	}
+	var sink io.Writer = logf
+	if e.opts.Stdout != nil {
+		sink = io.MultiWriter(logf, e.opts.Stdout)
+	}
+	out := redact.NewWriter(sink, e.maskedValues(secrets))
+	if c := sandbox.warning; c != nil {
+		fmt.Fprintf(out, "lockstep: warning: %s\n", c.Message)
+	}
 	cmd := &exec.Cmd{
-		Path:       sh,
+		Path:       path,
 		Args:       args,
 		Dir:        ws.src(),
-		Env:        jobEnv(e.base, r, ws),
-		Stdout:     logf,
-		Stderr:     logf,
+		Env:        env,
+		Stdout:     out,
+		Stderr:     out,
 		ExtraFiles: []*os.File{reportW},
 		SysProcAttr: &syscall.SysProcAttr{
 			Setpgid:   true,
 			Pdeathsig: syscall.SIGKILL,
 		},
 		WaitDelay: outputWaitDelay,
-	}
-	if e.opts.Stdout != nil {
-		out := io.MultiWriter(logf, e.opts.Stdout)
-		cmd.Stdout, cmd.Stderr = out, out
 	}
 	err = cmd.Start()
 	reportW.Close()
@@ -272,7 +321,10 @@ func (e *Executor) start(r *run.Run) (*execution, waiter, error) {
 		pgid:    pid,
 		done:    make(chan struct{}),
 	}
-	return x, waiter{cmd: cmd, logf: logf, report: reportR, ws: ws}, nil
+	if c := sandbox.warning; c != nil {
+		x.started.Conditions = []run.Condition{*c}
+	}
+	return x, waiter{cmd: cmd, logf: logf, report: reportR, ws: ws, out: out}, nil
 }
 
 // makeWorkspace creates r's workspace and writes its script.
@@ -325,6 +377,9 @@ func (e *Executor) wait(r *run.Run, x *execution, w waiter, notify func()) {
 	x.mu.Unlock()
 
 	waitErr := w.cmd.Wait()
+	if err := w.out.Close(); err != nil {
+		e.log.Warn("cannot write the end of the log", "run", r.ID, "err", err)
+	}
 	w.logf.Close()
 	prep := parsePreparation(readReport(w.report))
 	w.report.Close()
