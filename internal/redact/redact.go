@@ -35,7 +35,8 @@ func Secrets(values ...string) []string {
 		out = append(out, s)
 	}
 	for _, v := range values {
-		add(v)
+		// Trimmed: a secret read from a file ends with a newline, which
+		// the value used never holds.
 		add(strings.TrimSpace(v))
 		if strings.ContainsAny(v, "\r\n") {
 			for line := range strings.FieldsFuncSeq(v, func(r rune) bool { return r == '\n' || r == '\r' }) {
@@ -69,11 +70,24 @@ type Writer struct {
 // in what it passes on to w. With no secrets it copies bytes unchanged.
 func NewWriter(w io.Writer, secrets []string) *Writer {
 	rw := &Writer{w: w}
-	for _, s := range Secrets(secrets...) {
-		rw.secrets = append(rw.secrets, []byte(s))
-		rw.first[s[0]] = true
-	}
+	rw.setLocked(secrets)
 	return rw
+}
+
+// SetSecrets replaces the secrets w masks from the next Write on (a
+// secret file was read, or changed).
+func (w *Writer) SetSecrets(secrets []string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.setLocked(secrets)
+}
+
+func (w *Writer) setLocked(secrets []string) {
+	w.secrets, w.first = nil, [256]bool{}
+	for _, s := range Secrets(secrets...) {
+		w.secrets = append(w.secrets, []byte(s))
+		w.first[s[0]] = true
+	}
 }
 
 // Write masks p's secrets and writes the result, except for a trailing

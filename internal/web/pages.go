@@ -295,6 +295,9 @@ type page struct {
 	// Here is the current path and query, for a next= parameter.
 	Here string
 	Now  time.Time
+	// Banner is a warning for every page (the job sandbox is
+	// unavailable).
+	Banner string
 }
 
 // base fills in the layout's data for r.
@@ -306,6 +309,8 @@ func (p *pages) base(w http.ResponseWriter, r *http.Request, title, nav string) 
 		Admin: p.s.auth.signedIn(r),
 		Here:  r.URL.RequestURI(),
 		Now:   p.s.clock.Now(),
+
+		Banner: p.s.opts.Banner,
 	}
 }
 
