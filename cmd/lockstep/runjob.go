@@ -75,12 +75,13 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer st.Close()
-	exec := local.New(local.Options{
-		WorkDir: filepath.Join(dir, "workspaces"),
-		LogDir:  filepath.Join(dir, "logs"),
-		Logger:  log,
-		Stdout:  stdout,
-	})
+	execOpts, err := localOptions(cfg, *configPath, dir)
+	if err != nil {
+		return err
+	}
+	execOpts.Logger, execOpts.Stdout = log, stdout
+	execOpts.Secrets = func() []string { return secretValues(cfg) }
+	exec := local.New(execOpts)
 	requester := "cli"
 	if u, err := user.Current(); err == nil {
 		requester = u.Username

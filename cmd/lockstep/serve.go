@@ -20,6 +20,7 @@ import (
 	"github.com/lockstep-ci/lockstep/internal/executor/local"
 	"github.com/lockstep-ci/lockstep/internal/metrics"
 	"github.com/lockstep-ci/lockstep/internal/periodic"
+	"github.com/lockstep-ci/lockstep/internal/redact"
 	"github.com/lockstep-ci/lockstep/internal/reporter"
 	runpkg "github.com/lockstep-ci/lockstep/internal/run"
 	"github.com/lockstep-ci/lockstep/internal/runner"
@@ -30,6 +31,11 @@ import (
 )
 
 const defaultConfig = "lockstep.yaml"
+
+// bodyReadTimeout bounds how long a client may take to send a request's
+// body: a webhook delivery that drips in is cut rather than holding its
+// connection.
+const bodyReadTimeout = 10 * time.Second
 
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
@@ -42,7 +48,11 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	// lockstep's own log passes through a redactor that learns every
+	// secret once it is read; only the admin token's creation, logged on
+	// stderr directly, shows it once.
+	logOut := redact.NewWriter(stderr, nil)
+	log := slog.New(slog.NewTextHandler(logOut, nil))
 
 	cfg, err := loadConfig(*configPath, fs, log)
 	if err != nil {
@@ -58,11 +68,26 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer st.Close()
 
 	getter := config.NewGetter(cfg)
-	exec := local.New(local.Options{
-		WorkDir: filepath.Join(*dataDir, "workspaces"),
-		LogDir:  filepath.Join(*dataDir, "logs"),
-		Logger:  log,
-	})
+	adminToken, err := web.LoadAdminToken(*dataDir, slog.New(slog.NewTextHandler(stderr, nil)))
+	if err != nil {
+		return err
+	}
+	secrets := func() []string { return append(secretValues(getter.Get()), adminToken) }
+	logOut.SetSecrets(secrets())
+	getter.OnChange(func(*config.Config) { logOut.SetSecrets(secrets()) })
+	execOpts, err := localOptions(cfg, *configPath, *dataDir)
+	if err != nil {
+		return err
+	}
+	execOpts.Logger, execOpts.Secrets = log, secrets
+	exec := local.New(execOpts)
+	sandbox := exec.Sandbox()
+	banner := sandbox.Warning()
+	if banner != "" {
+		log.Warn(banner)
+	} else {
+		log.Info("jobs run in a bubblewrap sandbox", "work_dir", execOpts.WorkDir)
+	}
 	// The metrics registry, and the admin token that authorizes re-runs
 	// and aborts in the UI and the API.
 	mets, err := metrics.New(metrics.Options{Runs: st, Deliveries: st, Logger: log})
@@ -86,10 +111,6 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		OnError:         mets.ReconcileErrors("runner"),
 	})
 	reg := mets.Registerer()
-	adminToken, err := web.LoadAdminToken(*dataDir, log)
-	if err != nil {
-		return err
-	}
 	gh, err := newForge(getter, st, reg, log)
 	if err != nil {
 		return err
@@ -145,6 +166,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Periodics: web.PeriodicStarterFunc(func(ctx context.Context, repo, job, request string) (*runpkg.Run, bool, error) {
 			return periodic.RunNow(ctx, st, getter.Get(), repo, job, request, time.Now())
 		}),
+		Registerer: reg, Banner: banner, Sessions: st,
 		Routes: func(mux *http.ServeMux) {
 			mux.Handle("POST /hook", hook)
 			mux.Handle("POST /hook/gitlab", gitlabHook(getter, st, log))
@@ -156,7 +178,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 		},
 	})
-	srv := &http.Server{Handler: ui, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: web.BodyDeadline(ui, bodyReadTimeout), ReadHeaderTimeout: 10 * time.Second}
 	// Live logs stream until the run ends: end them when shutting down.
 	srv.RegisterOnShutdown(ui.CloseStreams)
 	ln, err := net.Listen("tcp", *listen)

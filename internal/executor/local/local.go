@@ -271,9 +271,9 @@ func (e *Executor) start(r *run.Run) (*execution, waiter, error) {
 	env := withSecrets(jobEnv(e.base, r, ws), secrets)
 	path := sh
 	if sandbox.bwrap != "" {
-		if err := os.Mkdir(ws.home(), 0o755); err != nil {
+		if err := os.Mkdir(ws.cache(), 0o755); err != nil {
 			logf.Close()
-			return fail(executor.ReasonWorkspace, fmt.Errorf("create home directory: %w", err))
+			return fail(executor.ReasonWorkspace, fmt.Errorf("create cache directory: %w", err))
 		}
 		path, args, env = sandbox.bwrap, e.sandboxArgs(sandbox.bwrap, r, ws, args), sandboxEnv(env, ws)
 	}

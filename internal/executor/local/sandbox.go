@@ -176,14 +176,11 @@ func (e *Executor) sandboxArgs(bwrap string, r *run.Run, ws workspace, inner []s
 		"--tmpfs", "/tmp",
 	)
 	var hiddenDirs []string
-	for _, p := range expandPaths(e.opts.Hidden) {
-		if under(p, "/tmp") {
-			continue // the sandbox's /tmp is its own
-		}
+	hide := func(p string) {
 		fi, err := os.Stat(p)
 		switch {
 		case err != nil:
-			continue // nothing to hide; bwrap cannot mount over it
+			// Nothing to hide; bwrap cannot mount over it.
 		case fi.IsDir():
 			// An empty tmpfs, made read-only once the paths to show
 			// inside it are mounted.
@@ -193,13 +190,24 @@ func (e *Executor) sandboxArgs(bwrap string, r *run.Run, ws workspace, inner []s
 			args = append(args, "--ro-bind", "/dev/null", p)
 		}
 	}
-	shown := slices.Clone(e.opts.ReadOnly)
-	if p := localClonePath(r.Spec.Refs.CloneURL); p != "" {
-		shown = append(shown, p)
+	hidden := slices.DeleteFunc(expandPaths(e.opts.Hidden), func(p string) bool {
+		return under(p, "/tmp") // the sandbox's /tmp is its own
+	})
+	for _, p := range hidden {
+		hide(p)
 	}
-	for _, p := range shown {
+	var shown []string
+	for _, p := range expandPaths(append(slices.Clone(e.opts.ReadOnly), localClonePath(r.Spec.Refs.CloneURL))) {
 		if _, err := os.Stat(p); err == nil {
 			args = append(args, "--ro-bind", p, p)
+			shown = append(shown, p)
+		}
+	}
+	// A hidden path inside a shown one (the configuration file in a
+	// repository cloned from a local path) stays hidden.
+	for _, p := range hidden {
+		if slices.ContainsFunc(shown, func(s string) bool { return p != s && under(p, s) }) {
+			hide(p)
 		}
 	}
 	args = append(args, "--bind", string(ws), string(ws))
@@ -210,13 +218,15 @@ func (e *Executor) sandboxArgs(bwrap string, r *run.Run, ws workspace, inner []s
 	return append(args, inner...)
 }
 
-// sandboxEnv adjusts a sandboxed job's environment: HOME in the
-// workspace (the real one is read-only) and TMPDIR the sandbox's /tmp.
+// sandboxEnv adjusts a sandboxed job's environment: caches
+// ($XDG_CACHE_HOME, where Go keeps its build cache) in the workspace, as
+// HOME is read-only, and TMPDIR the sandbox's own /tmp. HOME stays, so
+// that tools find what is installed there (Go's module cache), read-only.
 func sandboxEnv(env []string, ws workspace) []string {
 	out := slices.DeleteFunc(slices.Clone(env), func(kv string) bool {
-		return strings.HasPrefix(kv, "HOME=") || strings.HasPrefix(kv, "TMPDIR=")
+		return strings.HasPrefix(kv, "XDG_CACHE_HOME=") || strings.HasPrefix(kv, "TMPDIR=")
 	})
-	out = append(out, "HOME="+ws.home(), "TMPDIR=/tmp")
+	out = append(out, "XDG_CACHE_HOME="+ws.cache(), "TMPDIR=/tmp")
 	slices.Sort(out)
 	return out
 }
@@ -282,8 +292,8 @@ func readSecrets(dir string, names []string) (map[string]string, error) {
 	return out, nil
 }
 
-// home is a sandboxed job's HOME.
-func (w workspace) home() string { return filepath.Join(string(w), "home") }
+// cache is a sandboxed job's XDG_CACHE_HOME.
+func (w workspace) cache() string { return filepath.Join(string(w), "cache") }
 
 // withSecrets adds the secrets to env, sorted by name.
 func withSecrets(env []string, secrets map[string]string) []string {
