@@ -21,6 +21,7 @@ import (
 
 	"github.com/lockstep-ci/lockstep/internal/config"
 	"github.com/lockstep-ci/lockstep/internal/executor/local"
+	"github.com/lockstep-ci/lockstep/internal/redact"
 	lsrun "github.com/lockstep-ci/lockstep/internal/run"
 	"github.com/lockstep-ci/lockstep/internal/runner"
 	"github.com/lockstep-ci/lockstep/internal/store"
@@ -69,7 +70,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		defer os.RemoveAll(dir)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(redact.NewWriter(stderr, secretValues(cfg)), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	st, err := sqlite.Open(ctx, filepath.Join(dir, "lockstep.db"))
 	if err != nil {
 		return err
