@@ -65,7 +65,11 @@ func benchThousandRuns(b *testing.B, clone bool, mode local.SandboxMode) {
 			stop()
 			failed, err := e.store.ListRuns(context.Background(), store.ListOptions{State: []run.State{run.Failure, run.Error, run.Aborted}, Limit: 1})
 			if err != nil || len(failed.Runs) > 0 {
-				b.Fatalf("a run did not succeed: %v %+v", err, failed.Runs)
+				if err != nil {
+					b.Fatal(err)
+				}
+				r := failed.Runs[0]
+				b.Fatalf("run %d ended %s (%s): %s", r.ID, r.Status.State, r.Status.Reason, r.Status.Message)
 			}
 			b.ReportMetric(elapsed.Seconds(), "s/1000runs")
 		}
