@@ -3,6 +3,7 @@ package runner_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -69,7 +70,8 @@ func benchThousandRuns(b *testing.B, clone bool, mode local.SandboxMode) {
 					b.Fatal(err)
 				}
 				r := failed.Runs[0]
-				b.Fatalf("run %d ended %s (%s): %s", r.ID, r.Status.State, r.Status.Reason, r.Status.Message)
+				log, _ := os.ReadFile(r.Status.LogPath)
+				b.Fatalf("run %d ended %s (%s): %s\nlog:\n%s", r.ID, r.Status.State, r.Status.Reason, r.Status.Message, log)
 			}
 			b.ReportMetric(elapsed.Seconds(), "s/1000runs")
 		}

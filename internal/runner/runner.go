@@ -257,9 +257,10 @@ func (r *Runner) syncScheduled(ctx context.Context, rn *run.Run) (controller.Res
 		cur.Status.Handle = started.Handle
 		cur.Status.LogPath = started.LogPath
 		cur.Status.ExternalURL = started.URL
-		for _, c := range started.Conditions {
-			c.Time = now
-			cur.Status.SetCondition(c)
+		if c := started.Condition; c != nil {
+			cond := *c
+			cond.Time = now
+			cur.Status.SetCondition(cond)
 		}
 		return true
 	})

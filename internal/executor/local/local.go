@@ -321,9 +321,7 @@ func (e *Executor) start(r *run.Run) (*execution, waiter, error) {
 		pgid:    pid,
 		done:    make(chan struct{}),
 	}
-	if c := sandbox.warning; c != nil {
-		x.started.Conditions = []run.Condition{*c}
-	}
+	x.started.Condition = sandbox.warning
 	return x, waiter{cmd: cmd, logf: logf, report: reportR, ws: ws, out: out}, nil
 }
 

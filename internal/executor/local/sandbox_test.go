@@ -296,8 +296,8 @@ func TestSandboxUnavailable(t *testing.T) {
 				t.Fatalf("Start: %v", err)
 			}
 			r.Status.Handle, r.Status.LogPath = s.Handle, s.LogPath
-			if len(s.Conditions) != 1 || s.Conditions[0].Type != ConditionSandboxed || s.Conditions[0].Status || s.Conditions[0].Reason != tc.warning {
-				t.Errorf("conditions %+v, want Sandboxed false with reason %s", s.Conditions, tc.warning)
+			if c := s.Condition; c == nil || c.Type != ConditionSandboxed || c.Status || c.Reason != tc.warning {
+				t.Errorf("condition %+v, want Sandboxed false with reason %s", c, tc.warning)
 			}
 			poll(t, "the run to end", func() bool {
 				out, err := e.Status(context.Background(), r)
