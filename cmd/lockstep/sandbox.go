@@ -50,8 +50,9 @@ func localOptions(cfg *config.Config, configPath, dataDir string) (local.Options
 }
 
 // secretValues returns every secret lockstep knows from cfg, besides the
-// admin token: the GitHub token, the App's private key, the webhook
-// secret, and the values of the jobs' secrets. Files that cannot be read
+// admin token: the contents of its secret files (GitHub's token, App key
+// and webhook secret, GitLab's tokens) and the values of the jobs'
+// secrets. Files that cannot be read
 // are left out (whoever needs them reports it).
 func secretValues(cfg *config.Config) []string {
 	var out []string
@@ -63,9 +64,11 @@ func secretValues(cfg *config.Config) []string {
 			out = append(out, string(bytes.TrimSpace(b)))
 		}
 	}
-	read(cfg.GitHub.TokenFile)
-	read(cfg.GitHub.PrivateKeyFile)
-	read(cfg.GitHub.WebhookSecretFile)
+	for _, f := range cfg.SecretFiles() {
+		if f != cfg.Local.SecretsDir {
+			read(f)
+		}
+	}
 	if dir := cfg.Local.SecretsDir; dir != "" {
 		entries, _ := os.ReadDir(dir)
 		for _, e := range entries {

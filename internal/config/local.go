@@ -118,14 +118,18 @@ func (c *Config) resolveLocal(dir string) {
 	}
 }
 
-// SecretFiles returns the files holding secrets that c names: GitHub's
-// token, App key and webhook secret, and the jobs' secrets directory.
+// SecretFiles returns the files holding secrets that c names (every
+// *_file field: GitHub's token, App key and webhook secret, GitLab's
+// tokens), then the jobs' secrets directory, if set.
 func (c *Config) SecretFiles() []string {
 	var out []string
-	for _, f := range []string{c.GitHub.TokenFile, c.GitHub.PrivateKeyFile, c.GitHub.WebhookSecretFile, c.Local.SecretsDir} {
-		if f != "" {
-			out = append(out, f)
+	for _, f := range c.files() {
+		if *f.value != "" {
+			out = append(out, *f.value)
 		}
+	}
+	if c.Local.SecretsDir != "" {
+		out = append(out, c.Local.SecretsDir)
 	}
 	return out
 }
