@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -19,10 +20,29 @@ import (
 // TestKillServeWhileRunning kills lockstep serve with SIGKILL while a run
 // is under way and starts it again: the run must end as error/Interrupted,
 // its processes must be gone, and nothing else may be lost.
+//
+// Unsandboxed, the job's processes outlive the server, and the next one
+// kills them through the run's handle; sandboxed, they die with the
+// server (bubblewrap's --die-with-parent ends the PID namespace).
 func TestKillServeWhileRunning(t *testing.T) {
 	t.Parallel()
+	for _, sandboxed := range []bool{false, true} {
+		t.Run(map[bool]string{false: "unsandboxed", true: "sandboxed"}[sandboxed], func(t *testing.T) {
+			t.Parallel()
+			killServeWhileRunning(t, sandboxed)
+		})
+	}
+}
+
+func killServeWhileRunning(t *testing.T, sandboxed bool) {
 	dir := t.TempDir()
+	mode := "off"
+	if sandboxed {
+		mode = "required"
+	}
 	cfg := writeFile(t, filepath.Join(dir, "lockstep.yaml"), `
+local:
+  sandbox: `+mode+`
 repos:
   acme/widget:
     periodics:
@@ -54,12 +74,11 @@ repos:
 	done := create("before", "true")
 	waitRun(t, st, done, lsrun.Success)
 	// The job says when its children exist, so the kill cannot come before.
-	ready := filepath.Join(dir, "ready")
-	hanging := create("hanging", "sleep 1000 & sleep 1000 & touch "+ready+"; wait")
+	hanging := create("hanging", "sleep 1000 & sleep 1000 & echo children-started; wait")
 	running := waitRun(t, st, hanging, lsrun.Running)
 	pollUntil(t, "the job to start its children", func() bool {
-		_, err := os.Stat(ready)
-		return err == nil
+		b, _ := os.ReadFile(running.Status.LogPath)
+		return strings.Contains(string(b), "children-started")
 	})
 	alive := func() bool {
 		ok, err := local.Alive(running.Status.Handle)
@@ -73,7 +92,9 @@ repos:
 		t.Fatal(err)
 	}
 	<-srv.done
-	if !alive() {
+	if sandboxed {
+		pollUntil(t, "the sandboxed run's processes to die with the server", func() bool { return !alive() })
+	} else if !alive() {
 		t.Fatal("the run's processes died with the server; the test would prove nothing")
 	}
 	afterCrash := create("while-down", "true")

@@ -21,6 +21,7 @@ import (
 
 	"github.com/lockstep-ci/lockstep/internal/config"
 	"github.com/lockstep-ci/lockstep/internal/executor/local"
+	"github.com/lockstep-ci/lockstep/internal/redact"
 	lsrun "github.com/lockstep-ci/lockstep/internal/run"
 	"github.com/lockstep-ci/lockstep/internal/runner"
 	"github.com/lockstep-ci/lockstep/internal/store"
@@ -73,19 +74,19 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		defer os.RemoveAll(dir)
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(redact.NewWriter(stderr, secretValues(cfg)), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	st, err := sqlite.Open(ctx, filepath.Join(dir, "lockstep.db"))
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	exec := local.New(local.Options{
-		WorkDir:  filepath.Join(dir, "workspaces"),
-		LogDir:   filepath.Join(dir, "logs"),
-		CacheDir: cacheDir,
-		Logger:   log,
-		Stdout:   stdout,
-	})
+	execOpts, err := localOptions(cfg, *configPath, dir)
+	if err != nil {
+		return err
+	}
+	execOpts.Logger, execOpts.Stdout, execOpts.CacheDir = log, stdout, cacheDir
+	execOpts.Secrets = func() []string { return secretValues(cfg) }
+	exec := local.New(execOpts)
 	requester := "cli"
 	if u, err := user.Current(); err == nil {
 		requester = u.Username
@@ -96,6 +97,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Refs:  lsrun.Refs{Repo: job.Repo, CloneURL: cloneURL, BaseRef: baseRef, BaseSHA: sha},
 		Cause: lsrun.CauseCLI, Requester: requester,
 		Script: job.Run, Env: job.Env, Timeout: job.EffectiveTimeout(),
+		Secrets: job.Secrets, NoNetwork: job.Sandbox.NoNetwork(),
 		TriggerKey: "cli/" + randomID(),
 	}})
 	if err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/lockstep-ci/lockstep/internal/leader"
 	"github.com/lockstep-ci/lockstep/internal/metrics"
 	"github.com/lockstep-ci/lockstep/internal/periodic"
+	"github.com/lockstep-ci/lockstep/internal/redact"
 	"github.com/lockstep-ci/lockstep/internal/reporter"
 	runpkg "github.com/lockstep-ci/lockstep/internal/run"
 	"github.com/lockstep-ci/lockstep/internal/runner"
@@ -36,6 +37,11 @@ import (
 )
 
 const defaultConfig = "lockstep.yaml"
+
+// bodyReadTimeout bounds how long a client may take to send a request's
+// body: a webhook delivery that drips in is cut rather than holding its
+// connection.
+const bodyReadTimeout = 10 * time.Second
 
 func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
@@ -52,7 +58,11 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
 	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
+	// lockstep's own log passes through a redactor that learns every
+	// secret once it is read; only the admin token's creation, logged on
+	// stderr directly, shows it once.
+	logOut := redact.NewWriter(stderr, nil)
+	log := slog.New(slog.NewTextHandler(logOut, nil))
 
 	cfg, err := loadConfig(*configPath, fs, log)
 	if err != nil {
@@ -73,6 +83,26 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer st.Close()
 
 	getter := config.NewGetter(cfg)
+	adminToken, err := web.LoadAdminToken(*dataDir, slog.New(slog.NewTextHandler(stderr, nil)))
+	if err != nil {
+		return err
+	}
+	secrets := func() []string { return append(secretValues(getter.Get()), adminToken) }
+	logOut.SetSecrets(secrets())
+	getter.OnChange(func(*config.Config) { logOut.SetSecrets(secrets()) })
+	execOpts, err := localOptions(cfg, *configPath, *dataDir)
+	if err != nil {
+		return err
+	}
+	execOpts.Secrets = secrets
+	// Whether jobs can be sandboxed here is asked once, at start: every
+	// term's executor answers the same.
+	banner := local.New(execOpts).Sandbox().Warning()
+	if banner != "" {
+		log.Warn(banner)
+	} else {
+		log.Info("jobs run in a bubblewrap sandbox", "work_dir", execOpts.WorkDir)
+	}
 	// The metrics registry, and the admin token that authorizes re-runs
 	// and aborts in the UI and the API.
 	mets, err := metrics.New(metrics.Options{Runs: st, Deliveries: st, Logger: log})
@@ -80,10 +110,6 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	reg := mets.Registerer()
-	adminToken, err := web.LoadAdminToken(*dataDir, log)
-	if err != nil {
-		return err
-	}
 	gh, err := newForge(getter, st, reg, log)
 	if err != nil {
 		return err
@@ -105,7 +131,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	lead := func(ctx context.Context) error {
 		return runLeader(ctx, leaderOptions{
 			store: st, cfg: cfg, getter: getter, forge: gh, mets: mets, log: log,
-			dataDir: *dataDir, replica: replica, wake: &wake,
+			dataDir: *dataDir, replica: replica, wake: &wake, local: execOpts,
 		})
 	}
 	var leadership func() web.Leadership
@@ -139,6 +165,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Periodics: web.PeriodicStarterFunc(func(ctx context.Context, repo, job, request string) (*runpkg.Run, bool, error) {
 			return periodic.RunNow(ctx, st, getter.Get(), repo, job, request, time.Now())
 		}),
+		Registerer: reg, Banner: banner, Sessions: st,
 		Routes: func(mux *http.ServeMux) {
 			mux.Handle("POST /hook", hook)
 			mux.Handle("POST /hook/gitlab", gitlabHook(getter, st, log))
@@ -150,7 +177,7 @@ func serveCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 		},
 	})
-	srv := &http.Server{Handler: ui, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: web.BodyDeadline(ui, bodyReadTimeout), ReadHeaderTimeout: 10 * time.Second}
 	// Live logs stream until the run ends: end them when shutting down.
 	srv.RegisterOnShutdown(ui.CloseStreams)
 	ln, err := net.Listen("tcp", *listen)
@@ -229,6 +256,9 @@ type leaderOptions struct {
 	log     *slog.Logger
 	dataDir string
 	replica string
+	// local are the local executor's options but for its logger and log
+	// sink, which each term sets.
+	local local.Options
 	// wake holds the Wake of the current term's scheduler, which a
 	// configuration change calls.
 	wake *atomic.Pointer[wakeFunc]
@@ -245,17 +275,12 @@ func runLeader(ctx context.Context, o leaderOptions) error {
 	st, log := o.store, o.log
 	reg := &termRegisterer{Registerer: o.mets.Registerer()}
 	defer reg.unregisterAll()
-	exec := local.New(local.Options{
-		WorkDir: filepath.Join(o.dataDir, "workspaces"),
-		LogDir:  filepath.Join(o.dataDir, "logs"),
-		// Runs clone from a mirror of their repository kept here; jobs
-		// only read it.
-		CacheDir: filepath.Join(o.dataDir, "cache", "git"),
-		// Every byte of every run's log also goes to the store, where the
-		// web of any replica reads it.
-		LogSink: &executor.StoreLogs{Logs: st, Logger: log},
-		Logger:  log,
-	})
+	execOpts := o.local
+	// Every byte of every run's log also goes to the store, where the web
+	// of any replica reads it.
+	execOpts.LogSink = &executor.StoreLogs{Logs: st, Logger: log}
+	execOpts.Logger = log
+	exec := local.New(execOpts)
 	// The GitLab executor wakes runs it follows again after a restart
 	// through the runner, made just below.
 	var rnr *runner.Runner

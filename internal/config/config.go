@@ -37,7 +37,8 @@ type Config struct {
 	// BaseURL is lockstep's own address as users reach it, for links in
 	// statuses and comments (e.g. https://ci.example.com).
 	BaseURL string `yaml:"base_url"`
-	// Local configures the local executor.
+	// Local configures the local executor: its sandbox, workspaces and
+	// the jobs' secrets.
 	Local Local `yaml:"local"`
 
 	// digest is the SHA-256 of the bytes Parse read; Watch compares it
@@ -80,6 +81,11 @@ type JobBase struct {
 	Executor string `yaml:"executor"`
 	// GitLab is the job's pipeline, for executor: gitlab.
 	GitLab *GitLabJob `yaml:"gitlab"`
+	// Secrets names secrets (files under local.secrets_dir) whose values
+	// are added to the environment of trusted runs of the job.
+	Secrets []string `yaml:"secrets"`
+	// Sandbox adjusts the job's sandbox (network).
+	Sandbox *JobSandbox `yaml:"sandbox"`
 }
 
 // Brancher selects base branches by regular expression, like Prow's

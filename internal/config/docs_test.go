@@ -78,7 +78,8 @@ func TestReferenceMentionsEveryField(t *testing.T) {
 	w := walker{fields: map[reflect.Type]*structInfo{}}
 	for _, typ := range []reflect.Type{
 		reflect.TypeFor[Config](), reflect.TypeFor[Repo](), reflect.TypeFor[Presubmit](),
-		reflect.TypeFor[Postsubmit](), reflect.TypeFor[Periodic](), reflect.TypeFor[Local](),
+		reflect.TypeFor[Postsubmit](), reflect.TypeFor[Periodic](),
+		reflect.TypeFor[Local](), reflect.TypeFor[JobSandbox](),
 	} {
 		for _, name := range w.structInfo(typ).names {
 			if !strings.Contains(doc, "`"+name+"`") {

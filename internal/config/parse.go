@@ -67,6 +67,7 @@ func load(name string, data []byte) (*Config, error) {
 	}
 	c.resolveCloneURLs(dir)
 	c.resolveFiles(dir)
+	c.resolveLocal(dir)
 	return c, nil
 }
 

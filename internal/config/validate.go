@@ -45,8 +45,8 @@ func (c *Config) Validate() error {
 	}
 	c.validateForge(&p)
 	c.validateGitLab(&p)
-	c.validateBuilds(&p)
 	c.validateLocal(&p)
+	c.validateBuilds(&p)
 	return p.err()
 }
 
@@ -143,6 +143,7 @@ func (j *JobBase) validate(path string, p *problemList) {
 			p.addf(keyPath(fieldPath(path, "env"), k), "invalid environment variable name: use letters, digits and '_', not starting with a digit")
 		}
 	}
+	j.validateSecrets(path, p)
 }
 
 func (b *Brancher) validate(path string, p *problemList) {

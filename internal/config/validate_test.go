@@ -95,6 +95,46 @@ func TestValidate(t *testing.T) {
 `,
 		},
 		{
+			name: "local executor and job secrets",
+			in: `local:
+  sandbox: required
+  secrets_dir: /etc/lockstep/secrets
+  work_dir: /var/lib/lockstep-work
+  hidden_paths: [/srv/keys]
+repos:
+  acme/widget:
+    postsubmits:
+      - name: publish
+        run: make publish
+        secrets: [RELEASE_TOKEN, _X]
+        sandbox: {network: false}
+`,
+		},
+		{
+			name: "local executor mistakes",
+			in: `local:
+  sandbox: maybe
+  hidden_paths: [""]
+repos:
+  acme/widget:
+    periodics:
+      - name: nightly
+        run: make
+        interval: 1h
+        env: {TOKEN: x}
+        secrets: [TOKEN, 9bad, TOKEN]
+`,
+			want: []string{
+				w + `.periodics[0].secrets[0]: secret TOKEN is also set in env`,
+				w + `.periodics[0].secrets[1]: invalid secret name "9bad": use letters, digits and '_', not starting with a digit`,
+				w + `.periodics[0].secrets[2]: secret TOKEN is named twice`,
+				w + `.periodics[0].secrets[2]: secret TOKEN is also set in env`,
+				`local.sandbox: "maybe" is not one of auto, required, off`,
+				`local.hidden_paths[0]: empty path`,
+				`local.secrets_dir: required: job nightly of acme/widget names secrets`,
+			},
+		},
+		{
 			name: "repository key without a slash",
 			in:   "repos:\n  widget: {}\n",
 			want: []string{`repos["widget"]: repository "widget" must be written "owner/name", with one slash`},

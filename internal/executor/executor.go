@@ -51,6 +51,9 @@ type Started struct {
 	// outside lockstep (a GitLab pipeline not picked up by a runner yet):
 	// the run stays scheduled until Status stops reporting Waiting.
 	Waiting bool
+	// Condition, if set, is recorded on the run as it starts (the local
+	// executor's warning that a run is not sandboxed).
+	Condition *run.Condition
 }
 
 // Outcome is how an execution ended.

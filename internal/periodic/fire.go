@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/lockstep-ci/lockstep/internal/builds"
@@ -231,6 +232,8 @@ func newRun(k jobKey, j job, due time.Time) *run.Run {
 		Script:     p.Run,
 		Env:        env,
 		Timeout:    p.EffectiveTimeout(),
+		Secrets:    slices.Clone(p.Secrets),
+		NoNetwork:  p.Sandbox.NoNetwork(),
 		TriggerKey: run.PeriodicKey(k.repo, p.Name, due),
 
 		Executor:       p.Executor,

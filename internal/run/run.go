@@ -146,6 +146,13 @@ type Spec struct {
 	// executor reads.
 	Executor       string          `json:"executor,omitempty"`
 	ExecutorConfig json.RawMessage `json:"executor_config,omitempty"`
+	// Secrets names the secrets the executor adds to the run's
+	// environment. The trigger leaves it empty for a pull request whose
+	// author is not trusted: such code never sees a secret.
+	Secrets []string `json:"secrets,omitempty"`
+	// NoNetwork runs the job without network but loopback, where the
+	// executor sandboxes it.
+	NoNetwork bool `json:"no_network,omitempty"`
 	// Build names the build a periodic run tests, if any.
 	Build *BuildUnderTest `json:"build,omitempty"`
 	// TriggerKey is unique in the store: two attempts to create a run with

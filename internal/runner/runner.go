@@ -354,6 +354,11 @@ func (r *Runner) syncScheduled(ctx context.Context, rn *run.Run) (controller.Res
 		cur.Status.Replica = r.opts.Replica
 		cur.Status.LogPath = started.LogPath
 		cur.Status.ExternalURL = started.URL
+		if c := started.Condition; c != nil {
+			cond := *c
+			cond.Time = now
+			cur.Status.SetCondition(cond)
+		}
 		return true
 	})
 	if err != nil {

@@ -181,6 +181,10 @@ func TestMaxConcurrency(t *testing.T) {
 		Periodics: []config.Periodic{{JobBase: config.JobBase{Name: "capped", Run: "true", MaxConcurrency: 2}, Interval: config.Duration{Duration: time.Hour}}},
 	}}}
 	e := newEnv(t, cfg)
+	// The jobs count each other through a directory of the host, which
+	// the sandbox would hide from them.
+	e.exec = local.New(local.Options{WorkDir: filepath.Join(e.dir, "work"), LogDir: filepath.Join(e.dir, "logs"), Sandbox: local.SandboxOff})
+	t.Cleanup(func() { _ = e.exec.Shutdown(context.Background()) })
 	live := filepath.Join(e.dir, "live")
 	if err := os.MkdirAll(live, 0o755); err != nil {
 		t.Fatal(err)
@@ -353,6 +357,14 @@ func TestMachineWideLimit(t *testing.T) {
 	cfg := config.Default()
 	cfg.Local.MaxConcurrency = 1
 	e := newEnv(t, cfg)
+	// The jobs meet the test at a FIFO in its temporary directory, which a
+	// sandboxed job, with a /tmp of its own, would not see: the test is of
+	// admission, not of the sandbox.
+	e.exec = local.New(local.Options{
+		WorkDir: filepath.Join(e.dir, "work"), LogDir: filepath.Join(e.dir, "logs"),
+		Sandbox: local.SandboxOff,
+	})
+	t.Cleanup(func() { _ = e.exec.Shutdown(context.Background()) })
 	order := filepath.Join(e.dir, "order")
 	gate := filepath.Join(e.dir, "gate")
 	if out, err := exec.Command("mkfifo", gate).CombinedOutput(); err != nil {
@@ -418,5 +430,40 @@ func TestMachineWideLimit(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, strings.Split(strings.TrimSpace(string(data)), "\n")); diff != "" {
 		t.Errorf("order of the runs (-want +got):\n%s", diff)
+	}
+}
+
+// TestSandboxUnavailable runs on a machine without bubblewrap: a
+// presubmit ends as error SandboxUnavailable and never runs, a periodic
+// runs with the Sandboxed condition false saying why.
+func TestSandboxUnavailable(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	e.exec = local.New(local.Options{
+		WorkDir: filepath.Join(e.dir, "work"), LogDir: filepath.Join(e.dir, "logs"),
+		BwrapPath: filepath.Join(e.dir, "no-bwrap"),
+	})
+	t.Cleanup(func() { _ = e.exec.Shutdown(context.Background()) })
+	pre, err := e.store.CreateRun(context.Background(), &run.Run{Spec: run.Spec{
+		Job: "unit", Type: run.Presubmit, Refs: run.Refs{Repo: "acme/widget", Pull: 1, HeadSHA: "abc"},
+		Cause: run.CauseEvent, Script: "echo ran", Timeout: time.Minute, TriggerKey: "presubmit",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	per := e.create("nightly", "echo ran", time.Minute)
+	e.start(e.exec, nil)
+
+	got := e.waitState(pre.ID, run.Error)
+	if got.Status.Reason != local.ReasonSandboxUnavailable || !strings.Contains(got.Status.Message, "install bubblewrap") {
+		t.Errorf("presubmit ended %s: %s, want reason %s saying how to install bubblewrap", got.Status.Reason, got.Status.Message, local.ReasonSandboxUnavailable)
+	}
+	if got.Status.LogPath != "" {
+		t.Errorf("the refused presubmit has a log %s: it must not have run", got.Status.LogPath)
+	}
+	got = e.waitState(per.ID, run.Success)
+	c, ok := got.Status.Condition(local.ConditionSandboxed)
+	if !ok || c.Status || c.Reason != local.ReasonSandboxUnavailable {
+		t.Errorf("periodic's Sandboxed condition: got %+v (found %v), want false with reason %s", c, ok, local.ReasonSandboxUnavailable)
 	}
 }

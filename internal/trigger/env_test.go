@@ -40,6 +40,7 @@ repos:
       - name: unit
         always_run: true
         run: "true"
+        secrets: [DEPLOY_KEY]
       - name: lint
         always_run: true
         run: "true"
@@ -55,6 +56,9 @@ repos:
       - name: publish
         branches: [main]
         run: "true"
+        secrets: [DEPLOY_KEY]
+local:
+  secrets_dir: /etc/lockstep/secrets
 trust:
   cache_ttl: 10m
 github:

@@ -498,6 +498,7 @@ func (t *Trigger) push(ctx context.Context, ev *github.PushEvent, out *store.Out
 			Refs:  run.Refs{Repo: repo, CloneURL: rc.EffectiveCloneURL(repo), BaseRef: branch, BaseSHA: after},
 			Cause: run.CauseEvent, Requester: ev.GetPusher().GetName(),
 			Context: job.StatusContext(), Script: job.Run, Env: job.Env, Timeout: job.EffectiveTimeout(),
+			Secrets: job.Secrets, NoNetwork: job.Sandbox.NoNetwork(),
 			TriggerKey: run.PostsubmitKey(repo, after, job.Name),
 			Executor:   job.Executor, ExecutorConfig: job.ExecutorConfig(t.opts.Config().GitLab),
 		}}

@@ -1,7 +1,9 @@
 package trigger_test
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -284,5 +286,54 @@ func TestReopenAndReadyStartNewRuns(t *testing.T) {
 	}
 	if got := len(e.runs(11)); got != 2 {
 		t.Errorf("%d live runs, want 2", got)
+	}
+}
+
+// TestSecretsOnlyForTrustedAuthors: a job's secrets reach runs of a
+// trusted author's pull request and of pushes, never runs of an outsider's
+// pull request, whether started by /ok-to-test or by /test.
+func TestSecretsOnlyForTrustedAuthors(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	secretsOf := func(n int, key string) []string {
+		t.Helper()
+		page, err := e.store.ListRuns(context.Background(), store.ListOptions{Repo: repo, Pull: n, Limit: store.MaxLimit})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page.Runs {
+			if r.Spec.TriggerKey == key {
+				return r.Spec.Secrets
+			}
+		}
+		t.Fatalf("no run %s among %v", key, e.runs(n))
+		return nil
+	}
+	e.handle(prEvent("opened", e.pull(1, trusted, "h1"), trusted))
+	if got := secretsOf(1, autoKeys(1, "h1", "unit")[0]); !slices.Equal(got, []string{"DEPLOY_KEY"}) {
+		t.Errorf("trusted author's run: secrets %v, want [DEPLOY_KEY]", got)
+	}
+	e.handle(prEvent("opened", e.pull(2, outsider, "h2"), outsider))
+	e.handle(e.comment(2, trusted, "/ok-to-test"))
+	if got := secretsOf(2, autoKeys(2, "h2", "unit")[0]); len(got) != 0 {
+		t.Errorf("outsider's run after /ok-to-test: secrets %v, want none", got)
+	}
+	out := e.handle(e.comment(2, trusted, "/test unit"))
+	if len(out.Runs) != 1 {
+		t.Fatalf("/test unit: %+v, want one run", out)
+	}
+	r, err := e.store.GetRun(context.Background(), out.Runs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Spec.Secrets) != 0 {
+		t.Errorf("outsider's run started by /test: secrets %v, want none", r.Spec.Secrets)
+	}
+	push := e.handle(pushEvent("refs/heads/main", "abc123"))
+	if len(push.Runs) != 1 {
+		t.Fatalf("push: %+v, want one run", push)
+	}
+	if r, err = e.store.GetRun(context.Background(), push.Runs[0]); err != nil || !slices.Equal(r.Spec.Secrets, []string{"DEPLOY_KEY"}) {
+		t.Errorf("postsubmit: secrets %v (%v), want [DEPLOY_KEY]", r.Spec.Secrets, err)
 	}
 }

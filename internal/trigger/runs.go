@@ -68,6 +68,17 @@ func requestPlan(p *store.PullState, jobs []config.Presubmit, request string) []
 // createRuns creates the planned runs of pull request p; a run whose key
 // exists already is not created again, and is listed as existing.
 func (t *Trigger) createRuns(ctx context.Context, rc *config.Repo, p *store.PullState, plan []planned, cause run.Cause, requester string, out *store.Outcome) error {
+	if len(plan) == 0 {
+		return nil
+	}
+	// The pull request's code is its author's: only a trusted author's
+	// runs get the secrets their jobs name, whoever asked for the run
+	// (an /ok-to-test vouches for running the code, not for handing it
+	// credentials).
+	authorTrusted, err := t.userTrusted(ctx, t.opts.Config(), p.Repo, p.Author)
+	if err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for _, pl := range plan {
 		if seen[pl.job.Name] {
@@ -88,11 +99,15 @@ func (t *Trigger) createRuns(ctx context.Context, rc *config.Repo, p *store.Pull
 			Script:     pl.job.Run,
 			Env:        pl.job.Env,
 			Timeout:    pl.job.EffectiveTimeout(),
+			NoNetwork:  pl.job.Sandbox.NoNetwork(),
 			TriggerKey: pl.key,
 
 			Executor:       pl.job.Executor,
 			ExecutorConfig: pl.job.ExecutorConfig(t.opts.Config().GitLab),
 		}}
+		if authorTrusted {
+			r.Spec.Secrets = pl.job.Secrets
+		}
 		created, err := t.opts.Store.CreateRun(ctx, r)
 		switch {
 		case errors.Is(err, store.ErrAlreadyExists):

@@ -124,6 +124,7 @@ func (s *Server) apiAuthorized(w http.ResponseWriter, r *http.Request, action st
 		return false
 	}
 	if !s.auth.validToken(token) {
+		s.auth.refused(r, failAPIToken, action+" refused: wrong bearer token")
 		writeError(w, http.StatusForbidden, fmt.Errorf("%s refused: the bearer token is not the admin token", action))
 		return false
 	}

@@ -12,9 +12,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/lockstep-ci/lockstep/internal/run"
@@ -94,7 +97,7 @@ func TestAPIActionsNeedTheToken(t *testing.T) {
 		{"no token", nil, 401, "needs the admin token"},
 		{"another scheme", map[string]string{"Authorization": "Basic " + testToken}, 401, "needs the admin token"},
 		{"wrong token", map[string]string{"Authorization": "Bearer lst_WRONGWRONGWRONGWRONG"}, 403, "not the admin token"},
-		{"session cookie only", map[string]string{"Cookie": sessionCookie + "=" + e.srv.auth.session(testNow.Add(time.Hour))}, 401, "needs the admin token"},
+		{"session cookie only", map[string]string{"Cookie": sessionCookie + "=" + e.srv.auth.session("SESSIONID", testNow.Add(time.Hour))}, 401, "needs the admin token"},
 	}
 	for _, tt := range tests {
 		status, _, body := apiPost(t, e, rerun, tt.header)
@@ -163,7 +166,7 @@ func TestActionsRefusedWithoutAdminToken(t *testing.T) {
 		t.Errorf("got %d %s", status, body)
 	}
 	c := e.client(t)
-	csrf, _ := formTokens(t, e, c, fmt.Sprintf("/runs/%d", e.seed.PullFailed))
+	csrf, _ := formTokens(t, e, c, "/login")
 	status, body, _ = e.post(t, c, "/login", url.Values{"csrf": {csrf}, "token": {""}}, nil)
 	if status != 403 || !strings.Contains(body, "started without an admin token") {
 		t.Errorf("sign-in: got %d", status)
@@ -200,10 +203,10 @@ func TestFormActions(t *testing.T) {
 	ctx := context.Background()
 	c := e.client(t)
 	runPath := fmt.Sprintf("/runs/%d", e.seed.PullFailed)
-	csrf, request := formTokens(t, e, c, runPath)
-	if request == "" {
-		t.Fatal("no request id in the re-run form")
-	}
+	// A visitor's page has no forms but the sign-in link; the CSRF token
+	// comes from the sign-in page.
+	csrf, _ := formTokens(t, e, c, "/login")
+	request := "visitor-request"
 	form := url.Values{"csrf": {csrf}, "request": {request}}
 
 	// Without the CSRF token, or from another site: refused before
@@ -217,7 +220,7 @@ func TestFormActions(t *testing.T) {
 		t.Errorf("cross-origin post: got %d, want 403", status)
 	}
 	other := e.client(t) // another browser: its own CSRF cookie
-	formTokens(t, e, other, runPath)
+	formTokens(t, e, other, "/login")
 	status, _, _ = e.post(t, other, runPath+"/rerun", form, nil)
 	if status != 403 {
 		t.Errorf("CSRF token of another browser: got %d, want 403", status)
@@ -250,7 +253,13 @@ func TestFormActions(t *testing.T) {
 		}
 	}
 
-	// Signed in: the re-run is created, once per request id.
+	// Signed in: the page has the re-run form, and the re-run is
+	// created, once per request id.
+	csrf, request = formTokens(t, e, c, runPath)
+	if request == "" {
+		t.Fatal("no request id in the re-run form")
+	}
+	form = url.Values{"csrf": {csrf}, "request": {request}}
 	status, _, h = e.post(t, c, runPath+"/rerun", form, nil)
 	if status != http.StatusSeeOther {
 		t.Fatalf("re-run: got %d", status)
@@ -289,8 +298,9 @@ func TestFormActions(t *testing.T) {
 	if status != http.StatusSeeOther {
 		t.Errorf("sign out: got %d", status)
 	}
-	csrf, request = formTokens(t, e, c, runPath)
-	status, _, _ = e.post(t, c, runPath+"/rerun", url.Values{"csrf": {csrf}, "request": {request}}, nil)
+	_, body, _ = e.get(t, c, runPath)
+	mustNotContain(t, "run page after sign-out", body, `id="rerun"`)
+	status, _, _ = e.post(t, c, runPath+"/rerun", url.Values{"csrf": {csrf}, "request": {"after-sign-out"}}, nil)
 	if status != http.StatusUnauthorized {
 		t.Errorf("re-run after sign-out: got %d, want 401", status)
 	}
@@ -298,22 +308,37 @@ func TestFormActions(t *testing.T) {
 
 func TestSession(t *testing.T) {
 	t.Parallel()
-	a := newAuth(testToken, fakeClockAt(testNow))
+	ctx := context.Background()
+	discard := slog.New(slog.DiscardHandler)
+	clk := fakeClockAt(testNow)
+	a := newAuth(testToken, clk, nil, discard, nil)
 	req := func(v string) *http.Request {
 		r, _ := http.NewRequest("GET", "/", nil)
 		r.AddCookie(&http.Cookie{Name: sessionCookie, Value: v})
 		return r
 	}
-	good := a.session(testNow.Add(time.Hour))
+	for _, id := range []string{"LIVE", "ENDED"} {
+		if _, err := a.sessions.ClaimEffect(ctx, sessionEffect(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.sessions.CompleteEffect(ctx, sessionEffect("ENDED")); err != nil {
+		t.Fatal(err)
+	}
+	good := a.session("LIVE", testNow.Add(time.Hour))
 	tests := []struct {
 		name  string
 		value string
 		want  bool
 	}{
 		{"valid", good, true},
-		{"expired", a.session(testNow.Add(-time.Second)), false},
+		{"expired", a.session("LIVE", testNow.Add(-time.Second)), false},
 		{"tampered expiry", strings.Replace(good, fmt.Sprint(testNow.Add(time.Hour).Unix()), fmt.Sprint(testNow.Add(48*time.Hour).Unix()), 1), false},
-		{"another token's", newAuth("lst_another-token-entirely", fakeClockAt(testNow)).session(testNow.Add(time.Hour)), false},
+		{"tampered id", strings.Replace(good, "LIVE", "ENDED", 1), false},
+		{"signed out", a.session("ENDED", testNow.Add(time.Hour)), false},
+		{"never recorded", a.session("UNKNOWN", testNow.Add(time.Hour)), false},
+		{"never recorded, again", a.session("UNKNOWN", testNow.Add(time.Hour)), false},
+		{"another token's", newAuth("lst_another-token-entirely", clk, nil, discard, nil).session("LIVE", testNow.Add(time.Hour)), false},
 		{"garbage", "x", false},
 	}
 	for _, tt := range tests {
@@ -321,9 +346,127 @@ func TestSession(t *testing.T) {
 			t.Errorf("%s: signedIn = %v, want %v", tt.name, got, tt.want)
 		}
 	}
-	if newAuth("", fakeClockAt(testNow)).signedIn(req(good)) {
+	if newAuth("", clk, nil, discard, nil).signedIn(req(good)) {
 		t.Error("signed in without an admin token")
 	}
+	// A session expires with time.
+	clk.Step(sessionTTL)
+	if a.signedIn(req(good)) {
+		t.Error("the session outlived its expiry")
+	}
+}
+
+// TestSignOutRevokes signs in, keeps the session cookie, signs out and
+// tries a re-run with the old cookie: refused, logged with the remote
+// address and counted, as are a wrong sign-in and a wrong API token.
+func TestSignOutRevokes(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	reg := prometheus.NewRegistry()
+	e := newEnv(t, func(o *Options) {
+		o.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		o.Registerer = reg
+		o.Metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	})
+	c := e.client(t)
+	runPath := fmt.Sprintf("/runs/%d", e.seed.PullFailed)
+	csrf, _ := formTokens(t, e, c, "/login")
+	if status, _, _ := e.post(t, c, "/login", url.Values{"csrf": {csrf}, "token": {"lst_wrong-wrong-wrong"}}, nil); status != 403 {
+		t.Errorf("wrong sign-in: got %d, want 403", status)
+	}
+	status, _, h := e.post(t, c, "/login", url.Values{"csrf": {csrf}, "token": {testToken}, "next": {runPath}}, nil)
+	if status != http.StatusSeeOther {
+		t.Fatalf("sign-in: got %d", status)
+	}
+	var old string
+	for _, ck := range (&http.Response{Header: h}).Cookies() {
+		if ck.Name == sessionCookie {
+			old = ck.Value
+		}
+	}
+	if old == "" {
+		t.Fatal("no session cookie")
+	}
+	// Signed in, the page shows the buttons.
+	_, body, _ := e.get(t, c, runPath)
+	mustContain(t, "signed-in run page", body, `id="rerun"`)
+	csrf, request := formTokens(t, e, c, runPath)
+	if status, _, _ := e.post(t, c, "/logout", url.Values{"csrf": {csrf}}, nil); status != http.StatusSeeOther {
+		t.Fatalf("sign out: got %d", status)
+	}
+	// The old cookie, sent by hand as a thief would, is refused.
+	status, body, _ = e.post(t, c, runPath+"/rerun", url.Values{"csrf": {csrf}, "request": {request}},
+		map[string]string{"Cookie": sessionCookie + "=" + old + "; " + csrfCookie + "=" + cookieValue(t, c, e, csrfCookie)})
+	if status != http.StatusUnauthorized {
+		t.Errorf("re-run with the signed-out cookie: got %d, want 401\n%s", status, body)
+	}
+	status, _, _ = apiPost(t, e, "/api/v1"+runPath+"/rerun", map[string]string{"Authorization": "Bearer lst_wrong-wrong-wrong"})
+	if status != http.StatusForbidden {
+		t.Errorf("wrong API token: got %d, want 403", status)
+	}
+	_, metrics, _ := e.get(t, http.DefaultClient, "/metrics")
+	for _, want := range []string{
+		`lockstep_auth_failures_total{kind="sign_in"} 1`,
+		`lockstep_auth_failures_total{kind="api_token"} 1`,
+		`lockstep_auth_failures_total{kind="session"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s:\n%s", want, metrics)
+		}
+	}
+	for _, want := range []string{"sign-in refused", "wrong bearer token", "the session was signed out", "remote=127.0.0.1:"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs.String())
+		}
+	}
+	if strings.Contains(logs.String(), testToken) {
+		t.Errorf("the log shows the admin token:\n%s", logs.String())
+	}
+}
+
+// TestVisitorsSeeNoButtons: a visitor not signed in sees neither Re-run
+// nor Abort, only how to sign in.
+func TestVisitorsSeeNoButtons(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	for _, id := range []run.ID{e.seed.PullFailed, e.seed.PullHead, e.seed.Periodic} {
+		_, body, _ := e.get(t, http.DefaultClient, fmt.Sprintf("/runs/%d", id))
+		if strings.Contains(body, `id="rerun"`) || strings.Contains(body, `id="abort"`) {
+			t.Errorf("run %d: a visitor sees an action button", id)
+		}
+		mustContain(t, "run page", body, "need the <a href=\"/login?next=")
+	}
+}
+
+// cookieValue returns the value of c's cookie name for e's server.
+func cookieValue(t *testing.T, c *http.Client, e *testEnv, name string) string {
+	t.Helper()
+	u, _ := url.Parse(e.ts.URL)
+	for _, ck := range c.Jar.Cookies(u) {
+		if ck.Name == name {
+			return ck.Value
+		}
+	}
+	t.Fatalf("no cookie %s", name)
+	return ""
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 func TestLocalPath(t *testing.T) {

@@ -565,10 +565,16 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.pages.render(w, r, http.StatusForbidden, "login", d)
 	case !s.auth.validToken(strings.TrimSpace(r.PostFormValue("token"))):
 		d.Error = "That is not the admin token."
-		s.log.Warn("sign-in refused: wrong admin token", "remote", r.RemoteAddr)
+		s.auth.refused(r, failSignIn, "sign-in refused: wrong admin token")
 		s.pages.render(w, r, http.StatusForbidden, "login", d)
 	default:
-		s.auth.signIn(w, r)
+		if err := s.auth.signIn(w, r); err != nil {
+			s.log.Error("sign-in failed", "err", err)
+			d.Error = "lockstep could not record the sign-in; see its log, and try again."
+			s.pages.render(w, r, http.StatusServiceUnavailable, "login", d)
+			return
+		}
+		s.log.Info("signed in", "remote", r.RemoteAddr)
 		http.Redirect(w, r, d.Next, http.StatusSeeOther)
 	}
 }
@@ -578,6 +584,10 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 		s.pages.errorPage(w, r, http.StatusForbidden, "Sign-out refused", "The form was not sent from this site's page. Reload the page and try again.")
 		return
 	}
-	s.auth.signOut(w, r)
+	if err := s.auth.signOut(w, r); err != nil {
+		s.log.Error("sign-out failed", "err", err)
+		s.pages.errorPage(w, r, http.StatusServiceUnavailable, "Sign-out failed", "lockstep could not end the session; see its log, and try again.")
+		return
+	}
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }

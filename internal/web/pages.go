@@ -297,6 +297,9 @@ type page struct {
 	Now  time.Time
 	// Leadership is nil without Options.Leadership.
 	Leadership *Leadership
+	// Banner is a warning for every page (the job sandbox is
+	// unavailable).
+	Banner string
 }
 
 // base fills in the layout's data for r.
@@ -310,6 +313,7 @@ func (p *pages) base(w http.ResponseWriter, r *http.Request, title, nav string) 
 		Now:   p.s.clock.Now(),
 
 		Leadership: p.s.leadership(),
+		Banner:     p.s.opts.Banner,
 	}
 }
 

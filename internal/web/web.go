@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/utils/clock"
 
 	"github.com/lockstep-ci/lockstep/internal/run"
@@ -90,8 +91,17 @@ type Options struct {
 	// sign-in form, which sets a session cookie. Empty refuses every
 	// re-run and abort.
 	AdminToken string
-	// Metrics, if set, is served at GET /metrics.
-	Metrics http.Handler
+	// Metrics, if set, is served at GET /metrics. Registerer, if set,
+	// receives the server's own metrics (refused credentials).
+	Metrics    http.Handler
+	Registerer prometheus.Registerer
+	// Sessions records sign-ins and sign-outs, shared by every replica
+	// (the store); nil keeps them in memory, so that a restart signs
+	// everyone out.
+	Sessions store.Effects
+	// Banner, if set, is a warning shown on every page of the UI and in
+	// /readyz's answer (the job sandbox is unavailable).
+	Banner string
 	// ForgeURL is the web address of the forge the runs' repositories
 	// live on; default https://github.com.
 	ForgeURL string
@@ -149,7 +159,7 @@ func New(opts Options) *Server {
 		mux:     http.NewServeMux(),
 		log:     opts.Logger,
 		clock:   opts.Clock,
-		auth:    newAuth(opts.AdminToken, opts.Clock),
+		auth:    newAuth(opts.AdminToken, opts.Clock, opts.Sessions, opts.Logger, opts.Registerer),
 		closing: make(chan struct{}),
 	}
 	s.pages = newPages(s)
@@ -200,7 +210,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
-	s.mux.ServeHTTP(w, r)
+	s.mux.ServeHTTP(w, withAuthMemo(r))
 }
 
 // CloseStreams ends every live log stream, now and from now on, so that
@@ -218,12 +228,15 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "store unavailable", http.StatusServiceUnavailable)
 		return
 	}
+	_, _ = w.Write([]byte("ok\n"))
+	if s.opts.Banner != "" {
+		_, _ = w.Write([]byte("warning: " + s.opts.Banner + "\n"))
+	}
 	if s.opts.Leadership == nil {
-		_, _ = w.Write([]byte("ok\n"))
 		return
 	}
 	l := s.opts.Leadership()
-	_, _ = fmt.Fprintf(w, "ok\nreplica: %s\nleader: %s\nterm: %d\nleading: %t\n", l.Replica, l.Leader, l.Term, l.Leading)
+	_, _ = fmt.Fprintf(w, "replica: %s\nleader: %s\nterm: %d\nleading: %t\n", l.Replica, l.Leader, l.Term, l.Leading)
 }
 
 // Leadership is which replica answers, and which one leads (runs the

@@ -51,7 +51,7 @@ func newEnv(t *testing.T, edit func(*Options)) *testEnv {
 	}
 	t.Cleanup(func() { st.Close() })
 	opts := Options{
-		Store: st, Deliveries: st, Pulls: st, Builds: st, Refusals: st, PullList: st,
+		Store: st, Deliveries: st, Pulls: st, Builds: st, Refusals: st, PullList: st, Sessions: st,
 		Periodics:  seedPeriodics(t, st, func() time.Time { return testNow }),
 		Logger:     slog.New(slog.DiscardHandler),
 		AdminToken: testToken,
@@ -78,6 +78,17 @@ func (e *testEnv) client(t *testing.T) *http.Client {
 		t.Fatal(err)
 	}
 	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// signedIn returns a client signed in with the admin token.
+func (e *testEnv) signedIn(t *testing.T) *http.Client {
+	t.Helper()
+	c := e.client(t)
+	csrf, _ := formTokens(t, e, c, "/login")
+	if status, _, _ := e.post(t, c, "/login", url.Values{"csrf": {csrf}, "token": {testToken}}, nil); status != http.StatusSeeOther {
+		t.Fatalf("sign in: got %d", status)
+	}
+	return c
 }
 
 func (e *testEnv) get(t *testing.T, c *http.Client, path string) (int, string, http.Header) {
@@ -167,13 +178,13 @@ func TestPages(t *testing.T) {
 			`href="https://github.com/acme/widgets/commit/3f9c2a71d05be84c6a1f0e2d7b93c4a8e6f15d20"`,
 			`href="https://github.com/acme/widgets/pull/42"`, `href="/repos/acme/widgets/pulls/42"`,
 			"started by a forge event, asked for by octocat", "Admitted", "Finished: failure",
-			"--- FAIL: TestRetryBackoff", `id="rerun"`, `name="request"`,
+			"--- FAIL: TestRetryBackoff", "Re-run and abort need the",
 			// The first error line leads, linked to its line in the log.
 			`<a href="#L8">First error, line 8</a>: <code>--- FAIL: TestRetryBackoff (0.31s)</code>`,
 			`<span class="ln" id="L8"><a class="lnum" href="#L8" aria-label="line 8">8</a><span class="lt"><span class="a-f1 a-b">--- FAIL: TestRetryBackoff (0.31s)</span></span></span>`,
 			"github: posted failure",
 			`<details class="run-details" id="details">`,
-		}, []string{`id="abort"`, "data-stream"}},
+		}, []string{`id="rerun"`, `id="abort"`, "data-stream"}},
 		{fmt.Sprintf("/runs/%d", sd.Periodic), 200, []string{
 			"Build under test", "stale build", "v1.4.2", `href="/markers#marker-stable"`, "newer builds",
 			"upgrade-from-v1.3 ... FAILED", "failure, on a stale build", "cron schedule",
@@ -313,7 +324,8 @@ func TestRunPageLive(t *testing.T) {
 	logPath := filepath.Join(e.dir, "live.log")
 	writeFile(t, logPath, "one\n\x1b[32mtwo\x1b[0m\nthr")
 	rn := createRunning(t, e.store, "live/1", logPath)
-	_, body, _ := e.get(t, nil, fmt.Sprintf("/runs/%d", rn.ID))
+	admin := e.signedIn(t)
+	_, body, _ := e.get(t, admin, fmt.Sprintf("/runs/%d", rn.ID))
 	mustContain(t, "running run page", body,
 		fmt.Sprintf(`data-next-line="3" data-stream="/api/v1/runs/%d/log/stream?format=html" data-offset="17"`, rn.ID),
 		`<span class="lt">one</span></span><span class="ln" id="L2"><a class="lnum" href="#L2" aria-label="line 2">2</a><span class="lt"><span class="a-f2">two</span></span></span></pre>`,
@@ -325,7 +337,7 @@ func TestRunPageLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, body, _ = e.get(t, nil, fmt.Sprintf("/runs/%d", rn.ID))
+	_, body, _ = e.get(t, admin, fmt.Sprintf("/runs/%d", rn.ID))
 	mustContain(t, "aborting run page", body, "Abort requested (ByUser)")
 	mustNotContain(t, "aborting run page", body, `id="abort"`)
 }
@@ -529,4 +541,23 @@ func TestLogsFromStore(t *testing.T) {
 	mustContain(t, "run page", body, "from the store", "line two")
 	_, body, _ = e.get(t, nil, fmt.Sprintf("/api/v1/runs/%d/log/stream", id))
 	mustContain(t, "live log", body, "data: from the store\n", "data: line two\n", "event: end")
+}
+
+// TestBanner shows the server's warning (the sandbox is unavailable) on
+// every page and in /readyz.
+func TestBanner(t *testing.T) {
+	t.Parallel()
+	const warning = "the job sandbox is unavailable (bwrap not found)"
+	e := newEnv(t, func(o *Options) { o.Banner = warning })
+	for _, path := range []string{"/runs", "/login", "/deliveries", "/markers", fmt.Sprintf("/runs/%d", e.seed.PullFailed), "/runs/999999"} {
+		_, body, _ := e.get(t, nil, path)
+		mustContain(t, path, body, `id="banner"`, warning)
+	}
+	status, body, _ := e.get(t, nil, "/readyz")
+	if status != 200 || !strings.Contains(body, "warning: "+warning) {
+		t.Errorf("/readyz: got %d %q, want 200 with the warning", status, body)
+	}
+	plain := newEnv(t, nil)
+	_, body, _ = plain.get(t, nil, "/runs")
+	mustNotContain(t, "/runs without a warning", body, `id="banner"`)
 }

@@ -29,6 +29,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -36,6 +37,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/lockstep-ci/lockstep/internal/executor"
+	"github.com/lockstep-ci/lockstep/internal/redact"
 	"github.com/lockstep-ci/lockstep/internal/run"
 )
 
@@ -65,6 +67,25 @@ type Options struct {
 	CacheDir string
 	// Clock tells when a mirror was fetched; the real clock when nil.
 	Clock clock.PassiveClock
+
+	// Sandbox says whether executions run in a bubblewrap sandbox
+	// (sandbox.go); default SandboxAuto. BwrapPath is the bwrap command;
+	// "bwrap" (found in PATH) when empty.
+	Sandbox   SandboxMode
+	BwrapPath string
+	// Hidden are files and directories a sandboxed job does not see:
+	// lockstep's data directory, configuration and secret files.
+	// ReadOnly are paths it sees read-only even when they are inside a
+	// hidden directory (a git object cache the clone reads).
+	Hidden   []string
+	ReadOnly []string
+	// SecretsDir holds the values of the secrets jobs name (run.Spec's
+	// Secrets), one file per secret.
+	SecretsDir string
+	// Secrets, if set, returns the values of lockstep's own secrets
+	// (tokens, keys): they are masked in every run's log, as are the
+	// run's own secrets.
+	Secrets func() []string
 }
 
 // outputWaitDelay bounds how long lockstep waits, after an execution's
@@ -84,6 +105,7 @@ type Executor struct {
 	base   map[string]string // the environment jobs inherit
 	bootID string
 	cache  *gitCache // nil without Options.CacheDir
+	probe  sandboxProbe
 
 	// mu guards execs, starting, active and closed.
 	mu       sync.Mutex
@@ -119,6 +141,12 @@ func New(opts Options) *Executor {
 	if opts.GitPath == "" {
 		opts.GitPath = "git"
 	}
+	if opts.Sandbox == "" {
+		opts.Sandbox = SandboxAuto
+	}
+	if opts.BwrapPath == "" {
+		opts.BwrapPath = "bwrap"
+	}
 	// The job runs in its workspace, so paths given relative to lockstep's
 	// own working directory must not stay relative.
 	for _, dir := range []*string{&opts.WorkDir, &opts.LogDir, &opts.CacheDir} {
@@ -136,6 +164,9 @@ func New(opts Options) *Executor {
 	var cache *gitCache
 	if opts.CacheDir != "" {
 		cache = newGitCache(opts.CacheDir, opts.GitPath, opts.Clock, log)
+		// Sandboxed clones borrow the mirrors' objects: jobs read them,
+		// never write them.
+		opts.ReadOnly = append(slices.Clone(opts.ReadOnly), opts.CacheDir)
 	}
 	return &Executor{
 		cache:    cache,
@@ -210,10 +241,19 @@ type waiter struct {
 	sink   io.WriteCloser // the LogSink's writer, or nil
 	report *os.File       // read end of the leader's descriptor 3
 	ws     workspace
+	out    *redact.Writer // masks secrets on their way to logf
 }
 
 // start does the synchronous part of Start.
 func (e *Executor) start(ctx context.Context, r *run.Run) (*execution, waiter, error) {
+	sandbox, err := e.decideSandbox(r)
+	if err != nil {
+		return nil, waiter{}, err
+	}
+	secrets, err := readSecrets(e.opts.SecretsDir, r.Spec.Secrets)
+	if err != nil {
+		return nil, waiter{}, err
+	}
 	ws, err := e.makeWorkspace(r)
 	if err != nil {
 		return nil, waiter{}, &executor.InfraError{Reason: executor.ReasonWorkspace, Err: err}
@@ -253,33 +293,43 @@ func (e *Executor) start(ctx context.Context, r *run.Run) (*execution, waiter, e
 		return fail(executor.ReasonStart, fmt.Errorf("create report pipe: %w", err))
 	}
 	args := prepareArgs(sh, git, r.Spec.Refs, ws, e.cache.prepare(ctx, r))
+	env := withSecrets(jobEnv(e.base, r, ws), secrets)
+	path := sh
+	if sandbox.bwrap != "" {
+		if err := os.Mkdir(ws.cache(), 0o755); err != nil {
+			logf.Close()
+			return fail(executor.ReasonWorkspace, fmt.Errorf("create cache directory: %w", err))
+		}
+		path, args, env = sandbox.bwrap, e.sandboxArgs(sandbox.bwrap, r, ws, args), sandboxEnv(env, ws)
+	}
+	// Everything the job writes goes through out, which masks secrets, to
+	// each of the log's destinations.
+	var dest io.Writer = logf
+	var sink io.WriteCloser
+	if e.opts.LogSink != nil {
+		sink = e.opts.LogSink.Open(r.ID)
+		dest = io.MultiWriter(dest, sink)
+	}
+	if e.opts.Stdout != nil {
+		dest = io.MultiWriter(dest, e.opts.Stdout)
+	}
+	out := redact.NewWriter(dest, e.maskedValues(secrets))
+	if c := sandbox.warning; c != nil {
+		fmt.Fprintf(out, "lockstep: warning: %s\n", c.Message)
+	}
 	cmd := &exec.Cmd{
-		Path:       sh,
+		Path:       path,
 		Args:       args,
 		Dir:        ws.src(),
-		Env:        jobEnv(e.base, r, ws),
-		Stdout:     logf,
-		Stderr:     logf,
+		Env:        env,
+		Stdout:     out,
+		Stderr:     out,
 		ExtraFiles: []*os.File{reportW},
 		SysProcAttr: &syscall.SysProcAttr{
 			Setpgid:   true,
 			Pdeathsig: syscall.SIGKILL,
 		},
 		WaitDelay: outputWaitDelay,
-	}
-	// Everything the job writes goes through out, to each of the log's
-	// destinations.
-	var out io.Writer = logf
-	var sink io.WriteCloser
-	if e.opts.LogSink != nil {
-		sink = e.opts.LogSink.Open(r.ID)
-		out = io.MultiWriter(out, sink)
-	}
-	if e.opts.Stdout != nil {
-		out = io.MultiWriter(out, e.opts.Stdout)
-	}
-	if out != io.Writer(logf) {
-		cmd.Stdout, cmd.Stderr = out, out
 	}
 	err = cmd.Start()
 	reportW.Close()
@@ -312,7 +362,8 @@ func (e *Executor) start(ctx context.Context, r *run.Run) (*execution, waiter, e
 		pgid:    pid,
 		done:    make(chan struct{}),
 	}
-	return x, waiter{cmd: cmd, logf: logf, sink: sink, report: reportR, ws: ws}, nil
+	x.started.Condition = sandbox.warning
+	return x, waiter{cmd: cmd, logf: logf, sink: sink, report: reportR, ws: ws, out: out}, nil
 }
 
 // makeWorkspace creates r's workspace and writes its script.
@@ -365,6 +416,9 @@ func (e *Executor) wait(r *run.Run, x *execution, w waiter, notify func()) {
 	x.mu.Unlock()
 
 	waitErr := w.cmd.Wait()
+	if err := w.out.Close(); err != nil {
+		e.log.Warn("cannot write the end of the log", "run", r.ID, "err", err)
+	}
 	w.logf.Close()
 	if w.sink != nil {
 		w.sink.Close()

@@ -626,7 +626,7 @@ func TestPreparationDied(t *testing.T) {
 	// A git that kills the preparing shell, its parent, the way an
 	// out-of-memory kill would.
 	git := writeScript(t, "git", "#!/bin/sh\nkill -KILL $PPID\n")
-	e := newExecutor(t, Options{GitPath: git})
+	e := newExecutor(t, Options{GitPath: git, Sandbox: SandboxOff})
 	got, log := runToEnd(t, e, newRun(1, "true", run.Refs{CloneURL: "/repo"}))
 	if !got.Done || got.Infra == nil || got.Infra.Reason != executor.ReasonStart {
 		t.Errorf("outcome: got %+v, want done with reason %s\nlog:\n%s", got, executor.ReasonStart, log)
@@ -675,7 +675,7 @@ func TestKillGroup(t *testing.T) {
 
 func TestLeftoverProcessesKilled(t *testing.T) {
 	t.Parallel()
-	e := newExecutor(t, Options{})
+	e := newExecutor(t, Options{Sandbox: SandboxOff})
 	// The job ends, leaving a child and a grandchild running.
 	got, log := runToEnd(t, e, newRun(1, `sh -c 'sleep 1000 & echo "pid=$!"' &
 child=$!
@@ -704,7 +704,7 @@ wait $child`, run.Refs{}))
 func TestKillDuringClone(t *testing.T) {
 	t.Parallel()
 	git := writeScript(t, "git", "#!/bin/sh\necho cloning slowly\nexec sleep 1000\n")
-	e := newExecutor(t, Options{GitPath: git})
+	e := newExecutor(t, Options{GitPath: git, Sandbox: SandboxOff})
 	st := start(t, e, newRun(1, "echo job ran", run.Refs{CloneURL: "/repo"}))
 	waitForLog(t, st.s.LogPath, "cloning slowly")
 	pids := waitForMembers(t, mustHandle(t, st.s.Handle).pgid, 2)
@@ -747,8 +747,8 @@ func TestKillAfterRestart(t *testing.T) {
 
 func TestKillStaleHandle(t *testing.T) {
 	t.Parallel()
-	first := newExecutor(t, Options{})
-	second := newExecutor(t, Options{})
+	first := newExecutor(t, Options{Sandbox: SandboxOff})
+	second := newExecutor(t, Options{Sandbox: SandboxOff})
 	tests := []struct {
 		name  string
 		stale func(h handle) handle
@@ -998,8 +998,8 @@ func TestStartTwice(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second Start: %v", err)
 	}
-	if again != st.s {
-		t.Errorf("second Start: got %+v, want %+v", again, st.s)
+	if diff := cmp.Diff(st.s, again); diff != "" {
+		t.Errorf("second Start (-want +got):\n%s", diff)
 	}
 	_, log := st.wait(t, e)
 	if got := strings.Count(log, "once"); got != 1 {
