@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -71,6 +72,10 @@ type env struct {
 	stop   func()
 	seq    atomic.Int64
 	wrap   func(*kube.Executor) executor.Executor
+	// token is the executor's user's; default the admin's.
+	token string
+	// transport, if set, wraps the executor's client transport.
+	transport func(http.RoundTripper) http.RoundTripper
 }
 
 var nonDNS = regexp.MustCompile(`[^a-z0-9-]+`)
@@ -123,8 +128,15 @@ func (e *env) start(withRunner bool) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	rc := bed.Config(kubetest.AdminToken)
+	token := e.token
+	if token == "" {
+		token = kubetest.AdminToken
+	}
+	rc := bed.Config(token)
 	kube.Instrumented(rc, e.mets)
+	if e.transport != nil {
+		rc.Wrap(e.transport)
+	}
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		e.t.Fatal(err)

@@ -139,12 +139,14 @@ func TestExactlyOnce(t *testing.T) {
 	admit(t, e, r2.ID)
 	ctx, cancel := context.WithCancel(context.Background())
 	first := kube.New(kube.Options{Client: e.admin, Config: e.kcfg, LogDir: t.TempDir()})
-	go first.Run(ctx)
+	firstDone := make(chan error, 1)
+	go func() { firstDone <- first.Run(ctx) }()
 	cur, _ := e.store.GetRun(context.Background(), r2.ID)
 	if _, err := first.Start(context.Background(), cur, func() {}); err != nil {
 		t.Fatal(err)
 	}
 	cancel()
+	<-firstDone
 	e.stop()
 	e.start(true)
 	if got := e.waitDone(r2.ID); got.Status.State != run.Success {
