@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -33,7 +34,12 @@ func TestPod(t *testing.T) {
 		j.ServiceAccount = ""
 		j.NodeSelector = map[string]string{"type": "kwok"}
 	}), 0)
-	e.waitDone(r.ID)
+	done := e.waitDone(r.ID)
+	// The test bed serves no container logs: the run's log says why.
+	logData, err := os.ReadFile(done.Status.LogPath)
+	if err != nil || !strings.Contains(string(logData), "cannot read the log of container test of Pod "+e.ns+"/"+kube.PodName(r.ID)) {
+		t.Errorf("run log %s: %q, %v; want the reason the Pod's log could not be read", done.Status.LogPath, logData, err)
+	}
 	pod := e.waitPod(r.ID, "kept", func(p *corev1.Pod) bool { return p.Annotations[kube.AnnotationDeleteAfter] != "" })
 	id := r.ID.String()
 	wantLabels := map[string]string{kube.LabelManagedBy: "lockstep", kube.LabelRun: id, kube.LabelJob: "unit", kube.LabelPull: "7"}
