@@ -1,7 +1,7 @@
 // Package kubetest starts lockstep's Kubernetes test bed for a test
 // binary: etcd, kube-apiserver and kwok, built by scripts/kube-testbed and
 // found through KUBEBUILDER_ASSETS (the directory holding etcd and
-// kube-apiserver) and LOCKSTEP_KWOK (the kwok binary). Everything listens
+// kube-apiserver, and kwok unless LOCKSTEP_KWOK names it). Everything listens
 // on loopback, in a temporary directory, and is stopped by Stop.
 //
 // kwok plays one node, NodeName, and moves Pods through their phases by
@@ -69,8 +69,11 @@ type Bed struct {
 // not set: run eval "$(scripts/kube-testbed env)" first.
 func Start(logs io.Writer) (*Bed, error) {
 	assets, kwok := os.Getenv(EnvAssets), os.Getenv(EnvKwok)
-	if assets == "" || kwok == "" {
-		return nil, fmt.Errorf("%s and %s are not set: run eval \"$(scripts/kube-testbed env)\" before go test", EnvAssets, EnvKwok)
+	if assets == "" {
+		return nil, fmt.Errorf("%s is not set: run eval \"$(scripts/kube-testbed env)\" before go test", EnvAssets)
+	}
+	if kwok == "" {
+		kwok = filepath.Join(assets, "kwok")
 	}
 	for _, bin := range []string{filepath.Join(assets, "etcd"), filepath.Join(assets, "kube-apiserver"), kwok} {
 		if _, err := os.Stat(bin); err != nil {
