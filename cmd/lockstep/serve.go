@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -302,10 +303,21 @@ func runLeader(ctx context.Context, o leaderOptions) error {
 			}
 		}
 	}()
+	// The Kubernetes executor, if a job uses it: its Pods go on across
+	// terms, and the next term's executor adopts them.
+	kexec, err := newKube(o.cfg, o.dataDir, reg, func(id runpkg.ID) { rnr.Enqueue(id) }, log)
+	if err != nil {
+		return err
+	}
+	executors := map[string]executor.Executor{}
+	maps.Copy(executors, gitlab.executors())
+	if kexec != nil {
+		executors[config.ExecutorKubernetes] = kexec
+	}
 	rnr = runner.New(runner.Options{
 		Store:           st,
 		Executor:        exec,
-		Executors:       gitlab.executors(),
+		Executors:       executors,
 		Config:          o.getter.Get,
 		Replica:         o.replica,
 		Logger:          log,
@@ -348,6 +360,11 @@ func runLeader(ctx context.Context, o leaderOptions) error {
 		OnConflict: func() { o.mets.ConflictRetried("reporter") },
 	})
 	g, gctx := errgroup.WithContext(ctx)
+	for _, e := range executors {
+		if r, ok := e.(executor.Runnable); ok {
+			g.Go(func() error { return r.Run(gctx) })
+		}
+	}
 	g.Go(func() error { return rnr.Run(gctx) })
 	g.Go(func() error { return proc.Run(gctx) })
 	g.Go(func() error { return rep.Run(gctx) })

@@ -31,6 +31,9 @@ type Config struct {
 	Trust  Trust  `yaml:"trust"`
 	// GitLab says how to reach GitLab, for jobs with executor: gitlab.
 	GitLab GitLab `yaml:"gitlab"`
+	// Kubernetes says how to reach the cluster, for jobs with executor:
+	// kubernetes.
+	Kubernetes Kubernetes `yaml:"kubernetes"`
 	// ResyncInterval is how often every open pull request is listed again
 	// to create the runs lost webhooks should have; default 5m.
 	ResyncInterval Duration `yaml:"resync_interval"`
@@ -77,7 +80,7 @@ type JobBase struct {
 	// Env is added to the environment of the job's script (for a gitlab
 	// job: to the pipeline's variables).
 	Env map[string]string `yaml:"env"`
-	// Executor runs the job: local (default) or gitlab.
+	// Executor runs the job: local (default), gitlab or kubernetes.
 	Executor string `yaml:"executor"`
 	// GitLab is the job's pipeline, for executor: gitlab.
 	GitLab *GitLabJob `yaml:"gitlab"`
@@ -86,6 +89,8 @@ type JobBase struct {
 	Secrets []string `yaml:"secrets"`
 	// Sandbox adjusts the job's sandbox (network).
 	Sandbox *JobSandbox `yaml:"sandbox"`
+	// KubeJob holds the Pod of a job with executor: kubernetes.
+	KubeJob `yaml:",inline"`
 }
 
 // Brancher selects base branches by regular expression, like Prow's

@@ -127,6 +127,10 @@ func (j JobBase) ExecutorName() string {
 // j: nil for the local executor, a GitLabRun for gitlab. g is the
 // configuration's gitlab section.
 func (j JobBase) ExecutorConfig(g GitLab) json.RawMessage {
+	if j.ExecutorName() == ExecutorKubernetes {
+		b, _ := json.Marshal(j.kubeRun()) // API types marshal without error
+		return b
+	}
 	if j.ExecutorName() != ExecutorGitLab || j.GitLab == nil {
 		return nil
 	}
@@ -139,7 +143,12 @@ func (j JobBase) ExecutorConfig(g GitLab) json.RawMessage {
 
 // validateExecutor checks the job's executor and its section.
 func (j *JobBase) validateExecutor(path string, p *problemList) {
+	if j.ExecutorName() != ExecutorKubernetes {
+		j.validateNotKube(path, p)
+	}
 	switch j.ExecutorName() {
+	case ExecutorKubernetes:
+		j.validateKube(path, p)
 	case ExecutorLocal:
 		if j.GitLab != nil {
 			p.addf(fieldPath(path, "gitlab"), "is only for jobs with executor: gitlab")
@@ -165,7 +174,7 @@ func (j *JobBase) validateExecutor(path string, p *problemList) {
 			}
 		}
 	default:
-		p.addf(fieldPath(path, "executor"), "unknown executor %q: use local or gitlab", j.Executor)
+		p.addf(fieldPath(path, "executor"), "unknown executor %q: use local, gitlab or kubernetes", j.Executor)
 	}
 }
 

@@ -68,6 +68,7 @@ func load(name string, data []byte) (*Config, error) {
 	c.resolveCloneURLs(dir)
 	c.resolveFiles(dir)
 	c.resolveLocal(dir)
+	c.resolveKubernetesFiles(dir)
 	return c, nil
 }
 

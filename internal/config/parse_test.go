@@ -176,7 +176,7 @@ repos:
 `,
 			want: []string{
 				`f.yaml:1:1: defaults: unknown field "defaults"`,
-				`f.yaml:4:3: repos["acme/widget"].presubmits[0].retries: unknown field "retries"`,
+				`f.yaml:4:3: repos["acme/widget"].presubmits[0].retries: unknown field "retries"; did you mean "resources"?`,
 			},
 		},
 		{

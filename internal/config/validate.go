@@ -18,6 +18,7 @@ var (
 	ownerRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,38}$`)
 	repoNameRE  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,100}$`)
 	envNameRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	dnsLabelRE  = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 	cronTZLabel = regexp.MustCompile(`^\s*(CRON_TZ|TZ)=`)
 )
 
@@ -45,6 +46,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateForge(&p)
 	c.validateGitLab(&p)
+	c.validateKubernetes(&p)
 	c.validateLocal(&p)
 	c.validateBuilds(&p)
 	return p.err()

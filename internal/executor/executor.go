@@ -7,6 +7,7 @@ package executor
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/lockstep-ci/lockstep/internal/run"
 )
@@ -39,6 +40,29 @@ type Executor interface {
 	// recorded.
 	Cleanup(ctx context.Context, r *run.Run) error
 }
+
+// Runnable is implemented by executors that have work of their own to do
+// while lockstep runs (an informer over the executions they own).
+// lockstep serve calls Run once, before the runner starts, and cancels its
+// context when it stops; Run returns after everything it started has
+// ended. An executor's other methods may wait for Run to be under way.
+type Runnable interface {
+	Run(ctx context.Context) error
+}
+
+// RetryError, returned by Start, says that the execution could not be
+// started for a reason that may pass (a quota, an API server that is
+// overloaded or briefly away): the runner records Reason on the run as a
+// condition and calls Start again after After. The executor decides when
+// waiting has lasted too long and returns an InfraError instead.
+type RetryError struct {
+	Reason string
+	Err    error
+	After  time.Duration
+}
+
+func (e *RetryError) Error() string { return e.Reason + ": " + e.Err.Error() }
+func (e *RetryError) Unwrap() error { return e.Err }
 
 // Started describes an execution that has begun.
 type Started struct {

@@ -33,6 +33,9 @@ const (
 // Condition types the runner sets.
 const (
 	ConditionAdmitted = "Admitted"
+	// ConditionStarted is set false, with the executor's reason, while
+	// starting the run's execution is refused for a reason that may pass.
+	ConditionStarted = "Started"
 )
 
 // Options configure a Runner. Store, Executor and Config are required.
@@ -325,7 +328,13 @@ func (r *Runner) syncScheduled(ctx context.Context, rn *run.Run) (controller.Res
 	}
 	// A run this process already started (its status write failed) is
 	// not started twice.
-	if _, err := r.exec(rn).Status(ctx, rn); !errors.Is(err, executor.ErrUnknown) {
+	// A transient error from Status (an API server briefly away) says
+	// nothing about the run: try again later rather than end it.
+	switch _, err := r.exec(rn).Status(ctx, rn); {
+	case errors.Is(err, executor.ErrUnknown):
+	case err != nil:
+		return controller.Result{}, fmt.Errorf("status of scheduled run %d: %w", rn.ID, err)
+	default:
 		if err := r.exec(rn).Kill(ctx, rn); err != nil {
 			return controller.Result{}, fmt.Errorf("kill run %d: %w", rn.ID, err)
 		}
@@ -333,6 +342,18 @@ func (r *Runner) syncScheduled(ctx context.Context, rn *run.Run) (controller.Res
 			"the run was started but its start could not be recorded", executor.Outcome{})
 	}
 	started, err := r.exec(rn).Start(ctx, rn, func() { r.ctrl.Add(rn.ID) })
+	var retry *executor.RetryError
+	if errors.As(err, &retry) {
+		// The execution may start later (a quota frees up): say why the
+		// run waits, and try again.
+		_, _, uerr := r.update(ctx, rn.ID, func(cur *run.Run) bool {
+			return cur.Status.State == run.Scheduled && cur.Status.SetCondition(run.Condition{
+				Type: ConditionStarted, Status: false, Reason: retry.Reason, Message: retry.Err.Error(),
+				Time: r.opts.Clock.Now(),
+			})
+		})
+		return controller.Result{RequeueAfter: retry.After}, uerr
+	}
 	if err != nil {
 		reason := executor.ReasonStart
 		var infra *executor.InfraError
@@ -353,6 +374,9 @@ func (r *Runner) syncScheduled(ctx context.Context, rn *run.Run) (controller.Res
 		cur.Status.Handle = started.Handle
 		cur.Status.Replica = r.opts.Replica
 		cur.Status.LogPath = started.LogPath
+		if c, ok := cur.Status.Condition(ConditionStarted); ok && !c.Status {
+			cur.Status.SetCondition(run.Condition{Type: ConditionStarted, Status: true, Reason: "Started", Time: now})
+		}
 		cur.Status.ExternalURL = started.URL
 		if c := started.Condition; c != nil {
 			cond := *c

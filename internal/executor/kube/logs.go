@@ -1,0 +1,85 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/lockstep-ci/lockstep/internal/run"
+)
+
+// follower copies a test container's log, streamed through the API
+// (pods/log, follow), into the run's log file, where the UI reads it live
+// and where it stays when the Pod is deleted.
+type follower struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+func (f *follower) stop() {
+	f.cancel()
+	<-f.done
+}
+
+func (f *follower) finished() bool {
+	select {
+	case <-f.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// followLog starts following the log of r's test container once it has
+// started, and reports whether the whole log has been kept.
+func (e *Executor) followLog(r *run.Run, pod *corev1.Pod) bool {
+	e.mu.Lock()
+	f, ok := e.followers[r.ID]
+	if !ok {
+		if e.ctx == nil {
+			e.mu.Unlock()
+			return true
+		}
+		ctx, cancel := context.WithCancel(e.ctx)
+		f = &follower{cancel: cancel, done: make(chan struct{})}
+		e.followers[r.ID] = f
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			defer close(f.done)
+			defer e.wake(r.ID)
+			e.copyLog(ctx, r.ID, pod.Namespace, pod.Name, pod.Spec.Containers[0].Name)
+		}()
+	}
+	e.mu.Unlock()
+	return f.finished()
+}
+
+// copyLog writes the container's log into the run's log file from the
+// start (a follower started again after a restart rewrites it whole).
+func (e *Executor) copyLog(ctx context.Context, id run.ID, ns, name, container string) {
+	if err := e.ensureLogDir(); err != nil {
+		e.log.Warn("create log directory", "run", id, "err", err)
+		return
+	}
+	out, err := os.Create(e.logPath(id))
+	if err != nil {
+		e.log.Warn("create log file", "run", id, "err", err)
+		return
+	}
+	defer out.Close()
+	stream, err := e.opts.Client.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{Container: container, Follow: true}).Stream(ctx)
+	if err != nil {
+		fmt.Fprintf(out, "lockstep: cannot read the log of container %s of Pod %s/%s: %v\n", container, ns, name, err)
+		return
+	}
+	defer stream.Close()
+	if _, err := io.Copy(out, stream); err != nil && ctx.Err() == nil {
+		fmt.Fprintf(out, "\nlockstep: the log of Pod %s/%s broke off: %v\n", ns, name, err)
+	}
+}
