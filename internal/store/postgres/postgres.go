@@ -113,6 +113,7 @@ type options struct {
 	pollInterval time.Duration
 	logger       *slog.Logger
 	maxConns     int32
+	tracer       pgx.QueryTracer
 }
 
 // WithClock sets the clock that stamps CreatedAt, expires leases and times
@@ -130,6 +131,11 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // WithMaxConns caps the connection pool, the LISTEN connection included.
 // The default is DefaultMaxConns.
 func WithMaxConns(n int32) Option { return func(o *options) { o.maxConns = n } }
+
+// WithTracer sets a tracer told about every query and batch the Store's
+// connections send (pgx.QueryTracer, and pgx.BatchTracer if it is one):
+// a benchmark counts round trips with it. The default is none.
+func WithTracer(t pgx.QueryTracer) Option { return func(o *options) { o.tracer = t } }
 
 // Defaults of the options.
 const (
@@ -168,6 +174,9 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		cfg.ConnConfig.ConnectTimeout = connectTimeout
 	}
 	cfg.MaxConns = o.maxConns
+	if o.tracer != nil {
+		cfg.ConnConfig.Tracer = o.tracer
+	}
 	where := fmt.Sprintf("%s@%s:%d/%s", cfg.ConnConfig.User, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
