@@ -42,17 +42,35 @@ func (s *Store) AcceptDelivery(ctx context.Context, d *store.Delivery) (duplicat
 	// block is about a seventh of a webhook payload, which is that much
 	// less to send and to write to the WAL.
 	body, encoding := encodeBody(d.Body)
-	err = s.inTx(ctx, func(tx *writeTx) (bool, error) {
-		// The revision is taken in the INSERT itself; a duplicate takes
-		// one too, which the rollback of its write gives back.
-		res, err := tx.Exec(nextRevisionSQL+`INSERT INTO deliveries (id, event, received_at, state, rv, outcome, body, body_encoding)
-SELECT ?, ?, ?, ?, next_rev.rev, ?, ?, ? FROM next_rev ON CONFLICT (id) DO NOTHING`,
-			d.ID, d.Event, received.UnixNano(), string(store.DeliveryPending), string(outcome), body, encoding)
-		if err != nil {
-			return false, fmt.Errorf("insert: %w", err)
-		}
-		duplicate = res.RowsAffected() == 0
-		return !duplicate, nil
+	// One statement, pipelined with the other writes of its batch: the
+	// delivery takes the next revision, and the revision row moves to it
+	// only when the row was inserted, so a duplicate writes nothing and
+	// needs no savepoint to be undone. (The batch holds the revision row
+	// locked from its start, so no other writer moves it meanwhile.)
+	err = s.inStmt(ctx, stmtWrite{
+		sql: `WITH ins AS (
+	INSERT INTO deliveries (id, event, received_at, state, rv, outcome, body, body_encoding)
+	SELECT ?, ?, ?, ?, rev + 1, ?, ?, ? FROM revision WHERE id = 1
+	ON CONFLICT (id) DO NOTHING
+	RETURNING rv
+), bump AS (
+	UPDATE revision SET rev = ins.rv FROM ins WHERE revision.id = 1 RETURNING revision.rev
+)
+SELECT rev FROM bump`,
+		args: []any{d.ID, d.Event, received.UnixNano(), string(store.DeliveryPending), string(outcome), body, encoding},
+		result: func(row pgx.Row) (bool, error) {
+			var rev int64
+			err := row.Scan(&rev)
+			if errors.Is(err, pgx.ErrNoRows) {
+				duplicate = true
+				return false, nil
+			}
+			if err != nil {
+				return false, fmt.Errorf("insert: %w", err)
+			}
+			duplicate = false
+			return true, nil
+		},
 	})
 	if err != nil {
 		return false, fmt.Errorf("accept delivery %s: %w", d.ID, err)

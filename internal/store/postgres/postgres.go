@@ -357,18 +357,24 @@ func (s *Store) Revision(ctx context.Context) (int64, error) {
 // start, so that write transactions commit in revision order. Its queries
 // take '?' placeholders, as the SQLite store's do.
 type writeTx struct {
-	tx  pgx.Tx
+	q   querier
 	ctx context.Context
+}
+
+// querier is the connection a write transaction runs on.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
 // QueryRow runs a query that returns at most one row.
 func (t *writeTx) QueryRow(query string, args ...any) pgx.Row {
-	return t.tx.QueryRow(t.ctx, rebind(query), args...)
+	return t.q.QueryRow(t.ctx, rebind(query), args...)
 }
 
 // Exec runs a statement that returns no rows.
 func (t *writeTx) Exec(query string, args ...any) (pgconn.CommandTag, error) {
-	return t.tx.Exec(t.ctx, rebind(query), args...)
+	return t.q.Exec(t.ctx, rebind(query), args...)
 }
 
 // queryRow runs a read query outside any write transaction.
@@ -420,15 +426,57 @@ const nextRevisionSQL = `WITH next_rev AS (UPDATE revision SET rev = rev + 1 WHE
 // maxBatch caps how many writes share one transaction.
 const maxBatch = 128
 
+// lockRevisionSQL takes the revision row until the transaction ends:
+// batches commit in the order of their revisions.
+const lockRevisionSQL = `SELECT rev FROM revision WHERE id = 1 FOR UPDATE`
+
 // writeOp is one write waiting for, or running in, a batch.
 type writeOp struct {
 	ctx context.Context
 	fn  func(*writeTx) (bool, error)
+	// stmt, if not nil, is the write as one statement, which the batch may
+	// send pipelined with the others' instead of calling fn.
+	stmt *stmtWrite
 	// done receives the write's outcome once its batch has committed or
 	// failed.
 	done chan error
 	// lead tells the writer that it now commits the next batch.
 	lead chan struct{}
+}
+
+// stmtWrite is a write done by one statement that cannot fail but for a
+// broken connection or server, so that it needs no savepoint: its outcome
+// (inserted, or found a duplicate) is in the row it returns. Such writes
+// are pipelined: a batch of them costs one round trip.
+type stmtWrite struct {
+	// sql takes '?' placeholders.
+	sql  string
+	args []any
+	// result reads the statement's row (Scan returns pgx.ErrNoRows if it
+	// returned none) and reports whether it changed anything. An error
+	// fails the whole batch.
+	result func(pgx.Row) (changed bool, err error)
+}
+
+// pipelined reports whether op may be sent pipelined, without a
+// savepoint: it is one statement, and has no fence to check first.
+func (op *writeOp) pipelined() bool {
+	if op.stmt == nil {
+		return false
+	}
+	_, fenced := store.FenceFrom(op.ctx)
+	return !fenced
+}
+
+// inStmt runs w in a write transaction, as inTx does. A write with a
+// store.Fence in ctx is run as inTx runs any, after checking the fence;
+// any other shares a pipelined batch with the other writes of its kind.
+func (s *Store) inStmt(ctx context.Context, w stmtWrite) error {
+	w.sql = rebind(w.sql)
+	fn := func(tx *writeTx) (bool, error) {
+		return w.result(tx.q.QueryRow(tx.ctx, w.sql, w.args...))
+	}
+	return s.write(ctx, &writeOp{ctx: ctx, fn: fn, stmt: &w})
 }
 
 // inTx runs fn in a write transaction and wakes the watchers once it has
@@ -439,17 +487,23 @@ type writeOp struct {
 //
 // Writes are committed in batches (group commit), as in the SQLite store:
 // the writes that queue while a transaction commits share the next one,
-// each behind a savepoint, so that a burst of writes costs one commit
-// (one WAL flush) rather than one each. The batch takes the revision row
-// first and holds it until it commits, which keeps revisions in commit
-// order across processes. A batch is run by one of its writers, the
-// leader, on its own goroutine; when done, it hands the lead to the first
-// waiting writer. A write whose ctx ends while it waits is not run.
+// so that a burst of writes costs one commit (one WAL flush) rather than
+// one each. A batch is run by one of its writers, the leader, on its own
+// goroutine; when done, it hands the lead to the first waiting writer,
+// who takes every write queued meanwhile. A write whose ctx ends while it
+// waits is not run. How a batch is sent is runBatch's.
 func (s *Store) inTx(ctx context.Context, fn func(tx *writeTx) (wrote bool, err error)) error {
+	return s.write(ctx, &writeOp{ctx: ctx, fn: fn})
+}
+
+// write queues op for the next batch, runs the batch if op leads it, and
+// returns op's outcome.
+func (s *Store) write(ctx context.Context, op *writeOp) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1), lead: make(chan struct{}, 1)}
+	op.done = make(chan error, 1)
+	op.lead = make(chan struct{}, 1)
 	s.wmu.Lock()
 	s.pending = append(s.pending, op)
 	lead := !s.leading
@@ -500,63 +554,105 @@ func (s *Store) commitBatch(batch []*writeOp) {
 // runBatch runs the writes of batch in one transaction, storing each
 // write's own error in errs. It reports whether the transaction committed
 // a change, or the error that failed the whole batch.
+//
+// The revision lock and every pipelined write (stmtWrite) go to the server
+// in one pgx.Batch. When the batch holds nothing else, that is the whole
+// transaction, an implicit one that the pipeline's Sync commits: one
+// round trip and one commit for the batch. Otherwise the pgx.Batch opens
+// the transaction, and each other write follows behind a savepoint, which
+// is rolled back when the write fails or changes nothing (and then serves
+// the next write), so that one write's failure is its own.
 func (s *Store) runBatch(batch []*writeOp, errs []error) (wrote bool, err error) {
-	bg := context.Background()
-	tx, err := s.pool.Begin(bg)
-	if err != nil {
-		return false, fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback(bg)
-	// The revision row, locked until the commit: batches commit in the
-	// order of their revisions. (Taken outside the savepoints, whose
-	// rollback would release it.)
-	if _, err := tx.Exec(bg, `SELECT rev FROM revision WHERE id = 1 FOR UPDATE`); err != nil {
-		return false, fmt.Errorf("lock revision: %w", err)
-	}
-	savepoints := len(batch) > 1
-	// released is false while the previous write's savepoint is open; it
-	// is released with the next one's creation, in one round trip.
-	released := true
+	var piped, others []int
 	for i, op := range batch {
 		if errs[i] = op.ctx.Err(); errs[i] != nil {
 			continue
 		}
-		ctx := context.WithoutCancel(op.ctx)
-		w := &writeTx{tx: tx, ctx: ctx}
-		if savepoints {
-			q := `SAVEPOINT write`
-			if !released {
-				q = `RELEASE SAVEPOINT write; SAVEPOINT write`
+		if op.pipelined() {
+			piped = append(piped, i)
+		} else {
+			others = append(others, i)
+		}
+	}
+	if len(piped)+len(others) == 0 {
+		return false, nil
+	}
+	bg := context.Background()
+	conn, err := s.pool.Acquire(bg)
+	if err != nil {
+		return false, fmt.Errorf("acquire connection: %w", err)
+	}
+	// A connection released inside a transaction is closed by the pool.
+	defer conn.Release()
+
+	savepoints := len(others) > 1 || (len(others) == 1 && len(piped) > 0)
+	b := &pgx.Batch{}
+	if len(others) > 0 {
+		b.Queue(`BEGIN`)
+	}
+	b.Queue(lockRevisionSQL)
+	for _, i := range piped {
+		op := batch[i]
+		b.Queue(op.stmt.sql, op.stmt.args...).QueryRow(func(row pgx.Row) error {
+			changed, err := op.stmt.result(row)
+			if err != nil {
+				return err
 			}
-			if _, err = tx.Exec(bg, q); err != nil {
+			wrote = wrote || changed
+			return nil
+		})
+	}
+	if savepoints {
+		b.Queue(`SAVEPOINT write`)
+	}
+	if err := conn.SendBatch(bg, b).Close(); err != nil {
+		return false, fmt.Errorf("write %d pipelined: %w", len(piped), err)
+	}
+	if len(others) == 0 {
+		return wrote, nil
+	}
+	done := false
+	defer func() {
+		if !done {
+			// On failure the connection is closed on release instead.
+			_, _ = conn.Exec(bg, `ROLLBACK`)
+		}
+	}()
+	// fresh is true while the savepoint open holds nothing since it was
+	// set.
+	fresh := true
+	for _, i := range others {
+		op := batch[i]
+		ctx := context.WithoutCancel(op.ctx)
+		if savepoints && !fresh {
+			if _, err := conn.Exec(bg, `RELEASE SAVEPOINT write; SAVEPOINT write`); err != nil {
 				return false, fmt.Errorf("savepoint: %w", err)
 			}
-			released = false
 		}
+		fresh = false
 		var changed bool
-		if errs[i] = checkFence(ctx, tx); errs[i] == nil {
-			changed, errs[i] = op.fn(w)
+		if errs[i] = checkFence(ctx, conn); errs[i] == nil {
+			changed, errs[i] = op.fn(&writeTx{q: conn, ctx: ctx})
 		}
 		if errs[i] == nil && changed {
 			wrote = true
+			continue
 		}
 		if !savepoints {
-			if errs[i] != nil || !changed {
-				return false, nil
-			}
-			break
+			// The only write: roll the transaction back.
+			return false, nil
 		}
-		if errs[i] != nil || !changed {
-			if _, err = tx.Exec(bg, `ROLLBACK TO SAVEPOINT write; RELEASE SAVEPOINT write`); err != nil {
-				return false, fmt.Errorf("roll back to savepoint: %w", err)
-			}
-			released = true
+		// Rolling back to a savepoint keeps it, for the next write.
+		if _, err := conn.Exec(bg, `ROLLBACK TO SAVEPOINT write`); err != nil {
+			return false, fmt.Errorf("roll back to savepoint: %w", err)
 		}
+		fresh = true
 	}
 	if !wrote {
 		return false, nil
 	}
-	if err := tx.Commit(bg); err != nil {
+	done = true
+	if _, err := conn.Exec(bg, `COMMIT`); err != nil {
 		return false, fmt.Errorf("commit: %w", err)
 	}
 	return true, nil
@@ -565,7 +661,7 @@ func (s *Store) runBatch(batch []*writeOp, errs []error) (wrote bool, err error)
 // checkFence fails with store.ErrFenced when ctx carries a fence whose
 // lease has moved on to another term, and otherwise holds the lease row
 // until tx ends.
-func checkFence(ctx context.Context, tx pgx.Tx) error {
+func checkFence(ctx context.Context, tx querier) error {
 	f, ok := store.FenceFrom(ctx)
 	if !ok {
 		return nil
