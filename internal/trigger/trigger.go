@@ -63,7 +63,7 @@ type Trigger struct {
 	trust *trustCache
 	files *filesCache
 
-	pulls sync.Map // "repo#n" → *sync.Mutex
+	pulls pullLocks // by "repo#n"
 
 	botOnce  sync.Mutex // botOnce guards bot
 	bot      string
@@ -130,10 +130,7 @@ func (t *Trigger) repoConfig(repo string, out *store.Outcome) (*config.Config, *
 
 // lockPull serializes the handling of one pull request.
 func (t *Trigger) lockPull(repo string, number int) func() {
-	mu, _ := t.pulls.LoadOrStore(fmt.Sprintf("%s#%d", repo, number), new(sync.Mutex))
-	m := mu.(*sync.Mutex)
-	m.Lock()
-	return m.Unlock
+	return t.pulls.lock(fmt.Sprintf("%s#%d", repo, number))
 }
 
 // botLogin returns the login lockstep acts as, or "" if it cannot be
