@@ -159,25 +159,39 @@ func (s *Store) FinishDelivery(ctx context.Context, id string, state store.Deliv
 		return fmt.Errorf("finish delivery %s: encode outcome: %w", id, err)
 	}
 	var found bool
-	err = s.inTx(ctx, func(tx *writeTx) (bool, error) {
-		var cur string
-		err := tx.QueryRow(`SELECT state FROM deliveries WHERE id = ?`, id).Scan(&cur)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		found = true
-		if cur != string(store.DeliveryPending) {
-			return false, fmt.Errorf("delivery is %s already: %w", cur, store.ErrConflict)
-		}
-		rev, err := nextRevision(tx)
-		if err != nil {
-			return false, err
-		}
-		_, err = tx.Exec(`UPDATE deliveries SET state = ?, outcome = ?, rv = ? WHERE id = ?`, string(state), enc, rev, id)
-		return err == nil, err
+	// One statement, pipelined with the other writes of its batch: the
+	// delivery moves on, taking the next revision, only if it is pending;
+	// the statement returns the state it was in (no row if there is no
+	// such delivery).
+	err = s.inStmt(ctx, stmtWrite{
+		sql: `WITH cur AS (
+	SELECT state FROM deliveries WHERE id = ?
+), upd AS (
+	UPDATE deliveries SET state = ?, outcome = ?, rv = (SELECT rev + 1 FROM revision WHERE id = 1)
+	WHERE id = ? AND state = 'pending'
+	RETURNING rv
+), bump AS (
+	UPDATE revision SET rev = upd.rv FROM upd WHERE revision.id = 1
+)
+SELECT cur.state, EXISTS (SELECT 1 FROM upd) FROM cur`,
+		args: []any{id, string(state), string(enc), id},
+		result: func(row pgx.Row) (bool, error) {
+			var cur string
+			var updated bool
+			err := row.Scan(&cur, &updated)
+			if errors.Is(err, pgx.ErrNoRows) {
+				found = false
+				return false, nil
+			}
+			if err != nil {
+				return false, err
+			}
+			found = true
+			if !updated {
+				return false, fmt.Errorf("delivery is %s already: %w", cur, store.ErrConflict)
+			}
+			return true, nil
+		},
 	})
 	if err == nil && !found {
 		err = store.ErrNotFound
@@ -306,37 +320,53 @@ func (s *Store) PutPullState(ctx context.Context, p *store.PullState) (*store.Pu
 		return nil, fmt.Errorf("put pull request: %w: repo and number are required", store.ErrInvalid)
 	}
 	out := *p
+	// The stored data leaves out the version, which the rv column holds
+	// (and reads put back): the statement takes it.
+	bare := *p
+	bare.ResourceVersion = 0
+	data, err := json.Marshal(bare)
+	if err != nil {
+		return nil, fmt.Errorf("put pull request %s#%d: encode: %w", p.Repo, p.Number, err)
+	}
 	var sentinel error
-	err := s.inTx(ctx, func(tx *writeTx) (bool, error) {
-		var cur int64
-		err := tx.QueryRow(`SELECT rv FROM pulls WHERE repo = ? AND number = ?`, p.Repo, p.Number).Scan(&cur)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			if p.ResourceVersion != 0 {
-				sentinel = store.ErrNotFound
-				return false, nil
+	// One statement, pipelined with the other writes of its batch: the
+	// state is written, taking the next revision, only if the version
+	// written is the stored one (0 for none); the statement returns the
+	// stored version and the new one (NULL if it wrote nothing).
+	err = s.inStmt(ctx, stmtWrite{
+		sql: `WITH cur AS (
+	SELECT rv FROM pulls WHERE repo = ? AND number = ?
+), ok AS (
+	SELECT 1 WHERE (?::bigint = 0 AND NOT EXISTS (SELECT 1 FROM cur))
+		OR EXISTS (SELECT 1 FROM cur WHERE rv = ?::bigint AND rv <> 0)
+), ins AS (
+	INSERT INTO pulls (repo, number, rv, data)
+	SELECT ?, ?, rev + 1, ? FROM revision, ok WHERE revision.id = 1
+	ON CONFLICT (repo, number) DO UPDATE SET rv = excluded.rv, data = excluded.data
+	RETURNING rv
+), bump AS (
+	UPDATE revision SET rev = ins.rv FROM ins WHERE revision.id = 1
+)
+SELECT (SELECT rv FROM cur), (SELECT rv FROM ins)`,
+		args: []any{p.Repo, p.Number, p.ResourceVersion, p.ResourceVersion, p.Repo, p.Number, data},
+		result: func(row pgx.Row) (bool, error) {
+			var cur, rev *int64
+			if err := row.Scan(&cur, &rev); err != nil {
+				return false, err
 			}
-		case err != nil:
-			return false, err
-		case p.ResourceVersion == 0:
-			sentinel = store.ErrAlreadyExists
+			switch {
+			case rev != nil:
+				out.ResourceVersion = *rev
+				return true, nil
+			case cur == nil:
+				sentinel = store.ErrNotFound
+			case p.ResourceVersion == 0:
+				sentinel = store.ErrAlreadyExists
+			default:
+				sentinel = store.ErrConflict
+			}
 			return false, nil
-		case cur != p.ResourceVersion:
-			sentinel = store.ErrConflict
-			return false, nil
-		}
-		rev, err := nextRevision(tx)
-		if err != nil {
-			return false, err
-		}
-		out.ResourceVersion = rev
-		data, err := json.Marshal(out)
-		if err != nil {
-			return false, err
-		}
-		_, err = tx.Exec(`INSERT INTO pulls (repo, number, rv, data) VALUES (?, ?, ?, ?)
-ON CONFLICT (repo, number) DO UPDATE SET rv = excluded.rv, data = excluded.data`, p.Repo, p.Number, rev, data)
-		return err == nil, err
+		},
 	})
 	if err == nil {
 		err = sentinel

@@ -453,9 +453,28 @@ type stmtWrite struct {
 	sql  string
 	args []any
 	// result reads the statement's row (Scan returns pgx.ErrNoRows if it
-	// returned none) and reports whether it changed anything. An error
-	// fails the whole batch.
+	// returned none) and reports, as the function given to inTx does,
+	// whether the write changed anything and its error (such as
+	// store.ErrConflict), which it may only report of a statement that
+	// changed nothing, there being no savepoint to undo it. When the
+	// statement itself failed (Scan returned
+	// another error), its transaction is lost: the whole batch fails.
 	result func(pgx.Row) (changed bool, err error)
+}
+
+// failedRow is a row that keeps the error of its statement, if the
+// statement failed.
+type failedRow struct {
+	row pgx.Row
+	err error
+}
+
+func (r *failedRow) Scan(dest ...any) error {
+	err := r.row.Scan(dest...)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) && r.err == nil {
+		r.err = err
+	}
+	return err
 }
 
 // pipelined reports whether op may be sent pipelined, without a
@@ -594,11 +613,13 @@ func (s *Store) runBatch(batch []*writeOp, errs []error) (wrote bool, err error)
 	for _, i := range piped {
 		op := batch[i]
 		b.Queue(op.stmt.sql, op.stmt.args...).QueryRow(func(row pgx.Row) error {
-			changed, err := op.stmt.result(row)
-			if err != nil {
-				return err
+			fr := &failedRow{row: row}
+			changed, err := op.stmt.result(fr)
+			if fr.err != nil {
+				return fr.err
 			}
-			wrote = wrote || changed
+			errs[i] = err
+			wrote = wrote || (changed && err == nil)
 			return nil
 		})
 	}

@@ -53,26 +53,34 @@ func (s *Store) CreateRun(ctx context.Context, r *run.Run) (*run.Run, error) {
 
 	var got *run.Run
 	var exists bool
-	err = s.inTx(ctx, func(tx *writeTx) (bool, error) {
-		rev, err := nextRevision(tx)
-		if err != nil {
-			return false, err
-		}
-		got, err = insertRun(tx, rev, created, r, status.State, spec, statusJSON, labels)
-		if errors.Is(err, pgx.ErrNoRows) {
-			// The key is taken: return the run that holds it, and roll back
-			// the revision taken for nothing.
-			exists = true
-			got, err = scanRun(tx.QueryRow(`SELECT `+runColumns+` FROM runs WHERE trigger_key = ?`, key))
+	// One statement, pipelined with the other writes of its batch: the
+	// run takes the next revision only if its trigger key is free, and
+	// otherwise the statement returns the run that holds the key.
+	err = s.inStmt(ctx, stmtWrite{
+		sql: `WITH ins AS (
+	INSERT INTO runs (trigger_key, repo, pull, sha, job, type, state, created_at, rv, labels, spec, status)
+	SELECT ?, ?, ?, ?, ?, ?, ?, ?, rev + 1, ?, ?, ? FROM revision WHERE id = 1
+	ON CONFLICT (trigger_key) DO NOTHING
+	RETURNING ` + runColumns + `
+), bump AS (
+	UPDATE revision SET rev = ins.rv FROM ins WHERE revision.id = 1
+)
+SELECT true, ` + runColumns + ` FROM ins
+UNION ALL
+SELECT false, ` + runColumns + ` FROM runs WHERE trigger_key = ? AND NOT EXISTS (SELECT 1 FROM ins)`,
+		args: []any{key, r.Spec.Refs.Repo, r.Spec.Refs.Pull, r.Spec.Refs.SHA(), r.Spec.Job, string(r.Spec.Type),
+			string(status.State), created, labels, spec, statusJSON, key},
+		result: func(row pgx.Row) (bool, error) {
+			var inserted bool
+			var err error
+			got, err = scanRun(prefixed{row, []any{&inserted}})
 			if err != nil {
-				return false, fmt.Errorf("read existing run: %w", err)
+				// No row cannot be: the key is free or taken.
+				return false, fmt.Errorf("insert: %w", err)
 			}
-			return false, nil
-		}
-		if err != nil {
-			return false, fmt.Errorf("insert: %w", err)
-		}
-		return true, nil
+			exists = !inserted
+			return inserted, nil
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create run %s: %w", key, err)
@@ -401,6 +409,17 @@ func (s *Store) runsAfter(ctx context.Context, from int64) ([]*run.Run, error) {
 		runs = append(runs, r)
 	}
 	return runs, rows.Err()
+}
+
+// prefixed is a row whose first columns go to dest, the others to the
+// Scan of its caller.
+type prefixed struct {
+	row  scanner
+	dest []any
+}
+
+func (p prefixed) Scan(dest ...any) error {
+	return p.row.Scan(append(p.dest[:len(p.dest):len(p.dest)], dest...)...)
 }
 
 // scanRun reads a run from the columns runColumns names. The run it
