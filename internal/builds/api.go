@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"k8s.io/utils/clock"
@@ -40,6 +42,7 @@ func APIPatterns() []string {
 		"GET /api/v1/markers/{name}",
 		"GET /api/v1/builds",
 		"GET /api/v1/builds/{id}",
+		"GET /markers/{file}",
 	}
 }
 
@@ -49,6 +52,9 @@ func APIPatterns() []string {
 //	GET /api/v1/markers/{name}   one marker and its history
 //	GET /api/v1/builds           builds, newest first: ?repo, branch, limit, continue
 //	GET /api/v1/builds/{id}      one build
+//	GET /markers/NAME.txt        the marker's version, one line: what the
+//	                             leader publishes to DATA_DIR/markers/NAME.txt,
+//	                             read from the store, so any replica serves it
 //
 // Mount it with one mux.Handle per pattern of APIPatterns.
 func APIHandler(opts APIOptions) http.Handler {
@@ -64,6 +70,7 @@ func APIHandler(opts APIOptions) http.Handler {
 	mux.HandleFunc("GET /api/v1/markers/{name}", a.getMarker)
 	mux.HandleFunc("GET /api/v1/builds", a.listBuilds)
 	mux.HandleFunc("GET /api/v1/builds/{id}", a.getBuild)
+	mux.HandleFunc("GET /markers/{file}", a.getMarkerFile)
 	return mux
 }
 
@@ -133,6 +140,34 @@ func (a *api) marker(r *http.Request, mc config.Marker) (*store.Marker, error) {
 		return nil, nil
 	}
 	return m, err
+}
+
+// getMarkerFile serves NAME.txt, the content publish writes to files:
+// the version of the build marker NAME names, as one line. A marker that
+// names no build yet has no file.
+func (a *api) getMarkerFile(w http.ResponseWriter, r *http.Request) {
+	name, ok := strings.CutSuffix(r.PathValue("file"), ".txt")
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	mc, ok := a.opts.Config().Marker(name)
+	if !ok {
+		http.Error(w, fmt.Sprintf("no marker %q is configured", name), http.StatusNotFound)
+		return
+	}
+	m, err := a.marker(r, mc)
+	if err != nil {
+		a.internalError(w, r, err)
+		return
+	}
+	if m == nil || m.BuildID == 0 {
+		http.Error(w, fmt.Sprintf("marker %q names no build yet", name), http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	io.WriteString(w, markerContent(m))
 }
 
 func (a *api) listMarkers(w http.ResponseWriter, r *http.Request) {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -104,5 +106,59 @@ func TestAPI(t *testing.T) {
 		if code := get(t, mux, path, &apiErr); code != want || apiErr.Error == "" {
 			t.Errorf("GET %s: %d %q, want %d and an error", path, code, apiErr.Error, want)
 		}
+	}
+}
+
+// TestMarkerFileServedFromTheStore: GET /markers/NAME.txt serves what the
+// leader publishes to DATA_DIR/markers/NAME.txt, read from the store, so
+// that a replica with no such file (a handler over the store only) serves
+// the same bytes.
+func TestMarkerFileServedFromTheStore(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, testConfig+`  - name: soaked
+    repo: acme/kops
+    branch: main
+    gate: soak
+`)
+	ctx := context.Background()
+	c := e.newController(nil)
+	b1 := e.build("v1")
+	if _, err := c.Reconcile(ctx, Key{Run: e.gateRun(b1, run.Success).ID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Reconcile(ctx, Key{Marker: "latest-green"}); err != nil {
+		t.Fatal(err)
+	}
+	published, err := os.ReadFile(filepath.Join(e.dir, "markers", "latest-green.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	mux := http.NewServeMux()
+	h := APIHandler(APIOptions{Store: e.store, Config: e.config, Clock: e.clk})
+	for _, p := range APIPatterns() {
+		mux.Handle(p, h)
+	}
+	for _, tc := range []struct {
+		path       string
+		code       int
+		body, kind string
+	}{
+		{"/markers/latest-green.txt", http.StatusOK, string(published), "text/plain; charset=utf-8"},
+		{"/markers/soaked.txt", http.StatusNotFound, "marker \"soaked\" names no build yet\n", ""},
+		{"/markers/nope.txt", http.StatusNotFound, "no marker \"nope\" is configured\n", ""},
+		{"/markers/latest-green", http.StatusNotFound, "404 page not found\n", ""},
+	} {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tc.path, nil))
+		if rec.Code != tc.code || rec.Body.String() != tc.body {
+			t.Errorf("GET %s: %d %q, want %d %q", tc.path, rec.Code, rec.Body, tc.code, tc.body)
+		}
+		if got := rec.Header().Get("Content-Type"); tc.kind != "" && got != tc.kind {
+			t.Errorf("GET %s: Content-Type %q, want %q", tc.path, got, tc.kind)
+		}
+	}
+	if string(published) != "v1\n" {
+		t.Errorf("published file holds %q, want %q", published, "v1\n")
 	}
 }

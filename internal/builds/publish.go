@@ -19,7 +19,7 @@ func (c *Controller) publish(mc config.Marker, m *store.Marker) error {
 	if m.BuildID == 0 {
 		return nil
 	}
-	content := []byte(m.Version + "\n")
+	content := []byte(markerContent(m))
 	var paths []string
 	if c.opts.MarkerDir != "" {
 		paths = append(paths, filepath.Join(c.opts.MarkerDir, mc.Name+".txt"))
@@ -35,6 +35,11 @@ func (c *Controller) publish(mc config.Marker, m *store.Marker) error {
 	}
 	return errors.Join(errs...)
 }
+
+// markerContent is what a marker's file holds: its version, as one line.
+// The leader writes it to files; every replica serves it from the store
+// (GET /markers/NAME.txt).
+func markerContent(m *store.Marker) string { return m.Version + "\n" }
 
 // writeIfChanged replaces the file at path with content, unless it holds
 // content already. The replacement is atomic: readers see the old file or
