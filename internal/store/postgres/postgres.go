@@ -16,10 +16,17 @@
 // revisions commit in the order they are handed out
 // (TestWriteWaitsForEarlierRevision). A rolled-back write gives its
 // revision back. Transactions thus commit one after the other, so the
-// writes of a Store that queue meanwhile share the next transaction, each
-// behind a savepoint (group commit, as in the SQLite store), and one WAL
-// flush serves them all. The conformance suite holds the feed to 32
-// concurrent writers (WatchOrderManyWriters).
+// writes of a Store that queue meanwhile share the next transaction
+// (group commit, as in the SQLite store), and one WAL flush serves them
+// all. Since every writer waits for the revision row, the write path
+// keeps it short: the hot writes (accepting a delivery, finishing it,
+// creating a run, writing a pull request's state) are one statement each
+// that checks and writes at once and cannot fail on its own, so a batch
+// of them is sent as one pipeline whose Sync commits it: one round trip,
+// no savepoint. Other writes follow behind a savepoint each. A pipelined
+// batch that fails (a fence that moved on) is run again write by write.
+// The conformance suite holds the feed to 32 concurrent writers
+// (WatchOrderManyWriters).
 //
 // Watchers are woken by NOTIFY (sent by a trigger on the revision row, so
 // once per committed write transaction) through one LISTEN connection per
@@ -477,19 +484,14 @@ func (r *failedRow) Scan(dest ...any) error {
 	return err
 }
 
-// pipelined reports whether op may be sent pipelined, without a
-// savepoint: it is one statement, and has no fence to check first.
-func (op *writeOp) pipelined() bool {
-	if op.stmt == nil {
-		return false
-	}
-	_, fenced := store.FenceFrom(op.ctx)
-	return !fenced
-}
+// fenceSQL fails (division by zero) unless the lease named $1 is at term
+// $2, and holds the lease row until the transaction ends, as checkFence
+// does, for a pipelined write: the batch then fails, and is run again
+// write by write (see runBatch), where checkFence says what was wrong.
+const fenceSQL = `SELECT 1 / count(*) FROM (SELECT 1 FROM leases WHERE name = $1 AND term = $2 FOR SHARE) AS held`
 
-// inStmt runs w in a write transaction, as inTx does. A write with a
-// store.Fence in ctx is run as inTx runs any, after checking the fence;
-// any other shares a pipelined batch with the other writes of its kind.
+// inStmt runs w in a write transaction, as inTx does, pipelined with the
+// other such writes of its batch.
 func (s *Store) inStmt(ctx context.Context, w stmtWrite) error {
 	w.sql = rebind(w.sql)
 	fn := func(tx *writeTx) (bool, error) {
@@ -581,13 +583,30 @@ func (s *Store) commitBatch(batch []*writeOp) {
 // the transaction, and each other write follows behind a savepoint, which
 // is rolled back when the write fails or changes nothing (and then serves
 // the next write), so that one write's failure is its own.
+//
+// A pipelined write whose statement fails, or whose fence has moved on,
+// fails the transaction, and so its whole batch: the batch is then run
+// again with every write behind its own savepoint, so that the failure is
+// only that write's.
 func (s *Store) runBatch(batch []*writeOp, errs []error) (wrote bool, err error) {
+	wrote, err = s.sendBatch(batch, errs, true)
+	var pgErr *pgconn.PgError
+	if err != nil && errors.As(err, &pgErr) {
+		clear(errs)
+		return s.sendBatch(batch, errs, false)
+	}
+	return wrote, err
+}
+
+// sendBatch runs the writes of batch in one transaction, as runBatch
+// says, the writes that can be pipelined pipelined if pipeline is true.
+func (s *Store) sendBatch(batch []*writeOp, errs []error, pipeline bool) (wrote bool, err error) {
 	var piped, others []int
 	for i, op := range batch {
 		if errs[i] = op.ctx.Err(); errs[i] != nil {
 			continue
 		}
-		if op.pipelined() {
+		if pipeline && op.stmt != nil {
 			piped = append(piped, i)
 		} else {
 			others = append(others, i)
@@ -612,6 +631,9 @@ func (s *Store) runBatch(batch []*writeOp, errs []error) (wrote bool, err error)
 	b.Queue(lockRevisionSQL)
 	for _, i := range piped {
 		op := batch[i]
+		if f, ok := store.FenceFrom(op.ctx); ok {
+			b.Queue(fenceSQL, f.Lease, f.Term)
+		}
 		b.Queue(op.stmt.sql, op.stmt.args...).QueryRow(func(row pgx.Row) error {
 			fr := &failedRow{row: row}
 			changed, err := op.stmt.result(fr)
