@@ -36,9 +36,6 @@ func newGitLab(g config.GitLab, st store.Store, dataDir string, notify func(lsru
 	x, err := gitlabexec.New(gitlabexec.Options{
 		URL: g.EffectiveURL(), Token: string(bytes.TrimSpace(token)),
 		WorkDir: filepath.Join(dataDir, "gitlab"), LogDir: filepath.Join(dataDir, "logs"),
-		// As the local executor's, every byte of a run's log also goes to
-		// the store, where the web of any replica reads it.
-		LogSink:      &executor.StoreLogs{Logs: st, Logger: log},
 		PollInterval: g.EffectivePollInterval(), TraceInterval: g.EffectiveTraceInterval(),
 		Logger: log.With("executor", config.ExecutorGitLab), Notify: notify,
 	})

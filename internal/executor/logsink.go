@@ -18,11 +18,9 @@ import (
 // log to the writer Open returns, and close it when the execution ends.
 // Implementations are safe for concurrent use.
 type LogSink interface {
-	// Open returns the writer of the log of run id, which appends to what
-	// the log holds already (an execution followed again after a
-	// restart). Its Write never fails the execution: a sink that cannot
-	// keep the log says so in its own log. Close flushes what is
-	// buffered.
+	// Open returns the writer of the log of run id. Its Write never fails
+	// the execution: a sink that cannot keep the log says so in its own
+	// log. Close flushes what is buffered.
 	Open(id run.ID) io.WriteCloser
 }
 
@@ -60,13 +58,10 @@ type storeLogWriter struct {
 	stop chan struct{}
 	done chan struct{}
 
-	// mu guards buf, off, found, failed and closed.
-	mu  sync.Mutex
-	buf []byte
-	off int64
-	// found is true once off has been set to the length of the stored
-	// log, which the first append continues.
-	found  bool
+	// mu guards buf, off, failed and closed.
+	mu     sync.Mutex
+	buf    []byte
+	off    int64
 	failed bool
 	closed bool
 }
@@ -100,14 +95,6 @@ func (w *storeLogWriter) flush() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if !w.found {
-		n, err := w.sink.Logs.LogLength(ctx, w.id)
-		if err != nil {
-			w.log.Warn("cannot read the length of the run log in the store; will retry", "run", w.id, "err", err)
-			return
-		}
-		w.off, w.found = n, true
-	}
 	if err := w.sink.Logs.AppendLog(ctx, w.id, w.off, w.buf); errors.Is(err, store.ErrConflict) {
 		w.failed = true
 		w.log.Error("run log in the store does not end where this copy does; no longer copying it", "run", w.id, "err", err)

@@ -70,31 +70,3 @@ func TestStoreLogs(t *testing.T) {
 		t.Errorf("log in the store: got %q, want %q", got, want.Bytes())
 	}
 }
-
-// TestStoreLogsContinue checks that a writer opened on a run whose log the
-// store holds already (an execution followed again after a restart)
-// appends to it rather than losing its copy.
-func TestStoreLogsContinue(t *testing.T) {
-	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "lockstep.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	sink := &executor.StoreLogs{Logs: st}
-	for _, part := range []string{"before the restart\n", "after the restart\n"} {
-		w := sink.Open(3)
-		if _, err := w.Write([]byte(part)); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Close(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	got, err := st.ReadLog(t.Context(), 3, 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := "before the restart\nafter the restart\n"; string(got) != want {
-		t.Errorf("log is %q, want %q", got, want)
-	}
-}

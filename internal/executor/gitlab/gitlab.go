@@ -89,10 +89,6 @@ type Options struct {
 	// Logs receives the runs' logs; nil means files LogDir/<run id>.log.
 	Logs   LogWriter
 	LogDir string
-	// LogSink, if set, gets a copy of each run's log as it is written
-	// (the store, so that every replica can show it), as the local
-	// executor's does.
-	LogSink executor.LogSink
 	// GitPath is the git command; "git" when empty.
 	GitPath string
 	// PollInterval is how long a pipeline may go without a webhook before
@@ -188,9 +184,6 @@ func New(opts Options) (*Executor, error) {
 	if logs == nil {
 		logs = FileLogs(opts.LogDir)
 	}
-	if opts.LogSink != nil {
-		logs = &teeLogs{LogWriter: logs, sink: opts.LogSink, open: map[run.ID]io.WriteCloser{}}
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Executor{
 		opts: opts, api: api, log: log, logs: logs, ctx: ctx, cancel: cancel,
@@ -221,9 +214,6 @@ func (e *Executor) Shutdown(ctx context.Context) error {
 	go func() { e.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-		if t, ok := e.logs.(*teeLogs); ok {
-			t.closeAll()
-		}
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("shut down gitlab executor: %w", ctx.Err())
@@ -557,9 +547,6 @@ func (e *Executor) Cleanup(ctx context.Context, r *run.Run) error {
 	delete(e.starting, r.ID)
 	delete(e.early, r.ID)
 	e.mu.Unlock()
-	if t, ok := e.logs.(*teeLogs); ok {
-		t.close(r.ID)
-	}
 	return nil
 }
 

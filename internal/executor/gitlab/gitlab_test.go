@@ -312,43 +312,6 @@ func TestLogsAreTracesHeadedByJob(t *testing.T) {
 	}
 }
 
-// TestLogsGoToTheStore: with a log sink, the store holds a copy of the
-// run's log, live and, once the run is cleaned up, the same as the file,
-// so that any replica's web shows it.
-func TestLogsGoToTheStore(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, false)
-	x := e.newExecutor(func(o *Options) {
-		o.TraceInterval = 10 * time.Millisecond
-		o.LogSink = &executor.StoreLogs{Logs: e.store, FlushInterval: 10 * time.Millisecond}
-	})
-	r := e.newRun(true)
-	e.start(x, r, nil)
-	id := e.pipeline()
-	jobs := e.jobIDs(id)
-	stored := func() string {
-		b, err := e.store.ReadLog(context.Background(), r.ID, 0, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(b)
-	}
-	e.gl.StartJob(jobs[0])
-	e.gl.AppendTrace(jobs[0], "first line\n")
-	e.waitFor("the live trace in the store", func() bool { return strings.Contains(stored(), "first line") })
-	e.gl.FinishJob(jobs[0], "success", "")
-	e.gl.StartJob(jobs[1])
-	e.gl.AppendTrace(jobs[1], "deploying\n")
-	e.gl.FinishJob(jobs[1], "success", "")
-	e.waitDone(x, r)
-	if err := x.Cleanup(context.Background(), r); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := stored(), e.readLog(r); got != want {
-		t.Errorf("log in the store:\n%s\nwant the file's:\n%s", got, want)
-	}
-}
-
 // TestKillCancelsAndCleanupDeletesTheRef: aborting a run cancels its
 // pipeline; once finished, the pushed ref is deleted.
 func TestKillCancelsAndCleanupDeletesTheRef(t *testing.T) {

@@ -2,12 +2,9 @@ package gitlab
 
 import (
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"sync"
 
-	"github.com/lockstep-ci/lockstep/internal/executor"
 	"github.com/lockstep-ci/lockstep/internal/run"
 )
 
@@ -60,54 +57,4 @@ func (d fileLogs) Reset(id run.ID) error {
 		return fmt.Errorf("create log directory: %w", err)
 	}
 	return os.WriteFile(d.Path(id), nil, 0o644)
-}
-
-// teeLogs is a LogWriter that also copies every run's log to a
-// executor.LogSink (the store, where the web of any replica reads it).
-// A reset empties the file only: the sink's copy is append-only, so after
-// a restart it holds what was copied before, then the traces read again
-// from their start.
-type teeLogs struct {
-	LogWriter
-	sink executor.LogSink
-	// mu guards open.
-	mu sync.Mutex
-	// open holds the sink's writer of each run whose log is being written.
-	open map[run.ID]io.WriteCloser
-}
-
-func (t *teeLogs) Append(id run.ID, p []byte) error {
-	err := t.LogWriter.Append(id, p)
-	t.mu.Lock()
-	w := t.open[id]
-	if w == nil {
-		w = t.sink.Open(id)
-		t.open[id] = w
-	}
-	t.mu.Unlock()
-	// The sink's Write never fails.
-	_, _ = w.Write(p)
-	return err
-}
-
-// close flushes and closes the sink's writer of run id's log.
-func (t *teeLogs) close(id run.ID) {
-	t.mu.Lock()
-	w := t.open[id]
-	delete(t.open, id)
-	t.mu.Unlock()
-	if w != nil {
-		w.Close()
-	}
-}
-
-// closeAll flushes and closes every sink writer.
-func (t *teeLogs) closeAll() {
-	t.mu.Lock()
-	open := t.open
-	t.open = map[run.ID]io.WriteCloser{}
-	t.mu.Unlock()
-	for _, w := range open {
-		w.Close()
-	}
 }
