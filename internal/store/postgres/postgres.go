@@ -148,6 +148,11 @@ func WithTracer(t pgx.QueryTracer) Option { return func(o *options) { o.tracer =
 const (
 	DefaultPollInterval = time.Second
 	DefaultMaxConns     = 16
+	// idleInTxTimeout is how long the server lets a write transaction
+	// wait for its client before ending it; below the shortest lease a
+	// replica is given, so that a stopped leader's locks are released
+	// before its lease expires.
+	idleInTxTimeout = 2 * time.Second
 	// connectTimeout bounds the first connection, so that an unreachable
 	// server is an error at start rather than a hang.
 	connectTimeout = 10 * time.Second
@@ -181,6 +186,14 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		cfg.ConnConfig.ConnectTimeout = connectTimeout
 	}
 	cfg.MaxConns = o.maxConns
+	// A replica stopped in the middle of a write transaction (SIGSTOP, a
+	// long pause) would hold the revision row, which every replica's
+	// writes wait for, and the lease row, which a new leader waits for,
+	// until it runs again: the server ends such a transaction instead.
+	// A URL may set another value.
+	if _, ok := cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
+		cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.Itoa(int(idleInTxTimeout.Milliseconds()))
+	}
 	if o.tracer != nil {
 		cfg.ConnConfig.Tracer = o.tracer
 	}
