@@ -80,6 +80,7 @@ type Server struct {
 	// mu guards everything below.
 	now     func() time.Time
 	latency time.Duration
+	waiting int    // requests waiting out the latency
 	user    string // authenticated user's login
 	appSlug string // when set, requests act as the App "<slug>[bot]"
 	repos   map[string]*repoState
@@ -260,6 +261,20 @@ type answer struct {
 	free bool
 }
 
+func (s *Server) setWaiting(d int) {
+	s.mu.Lock()
+	s.waiting += d
+	s.mu.Unlock()
+}
+
+// Waiting returns how many requests are waiting out the latency set by
+// SetLatency.
+func (s *Server) Waiting() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waiting
+}
+
 // serveHTTP answers one request.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, maxBody))
@@ -267,12 +282,14 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	latency := s.latency
 	s.mu.Unlock()
 	if latency > 0 {
+		s.setWaiting(+1)
 		t := time.NewTimer(latency)
 		select {
 		case <-t.C:
 		case <-r.Context().Done():
 		}
 		t.Stop()
+		s.setWaiting(-1)
 	}
 	a := s.handle(r, body)
 	for k, v := range a.header {

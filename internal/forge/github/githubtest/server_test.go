@@ -522,10 +522,19 @@ func TestLatency(t *testing.T) {
 		}
 		done <- err
 	}()
-	select {
-	case err := <-done:
-		t.Fatalf("request returned %v during an hour's latency", err)
-	case <-time.After(50 * time.Millisecond):
+	// Cancel once the Server holds the request, not before it arrived.
+	arrived := time.NewTimer(testDeadline)
+	defer arrived.Stop()
+	poll := time.NewTicker(time.Millisecond)
+	defer poll.Stop()
+	for s.Waiting() != 1 {
+		select {
+		case err := <-done:
+			t.Fatalf("request returned %v during an hour's latency", err)
+		case <-arrived.C:
+			t.Fatal("the request never reached the Server")
+		case <-poll.C:
+		}
 	}
 	cancel()
 	select {
