@@ -26,3 +26,36 @@ type Logs interface {
 
 // DefaultLogRead is how much ReadLog returns at most when not told.
 const DefaultLogRead = 1 << 20
+
+// LogChunkRows are the rows of a query for a log's chunks, (offset,
+// data) ordered by offset: *sql.Rows and pgx.Rows both are.
+type LogChunkRows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// JoinLogChunks joins the chunks rows holds into the bytes of the log from
+// offset off, at most limit of them; the first chunk may start before off.
+// It is the common part of every backend's ReadLog.
+func JoinLogChunks(rows LogChunkRows, off int64, limit int) ([]byte, error) {
+	var out []byte
+	for rows.Next() {
+		var at int64
+		var chunk []byte
+		if err := rows.Scan(&at, &chunk); err != nil {
+			return nil, err
+		}
+		if at < off {
+			chunk = chunk[off-at:]
+		}
+		out = append(out, chunk...)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}

@@ -138,23 +138,9 @@ ORDER BY off`, int64(id), off, off+int64(limit))
 		return nil, fmt.Errorf("read log of run %d: %w", id, err)
 	}
 	defer rows.Close()
-	var out []byte
-	for rows.Next() {
-		var at int64
-		var chunk []byte
-		if err := rows.Scan(&at, &chunk); err != nil {
-			return nil, fmt.Errorf("read log of run %d: %w", id, err)
-		}
-		if at < off {
-			chunk = chunk[off-at:]
-		}
-		out = append(out, chunk...)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := store.JoinLogChunks(rows, off, limit)
+	if err != nil {
 		return nil, fmt.Errorf("read log of run %d: %w", id, err)
-	}
-	if len(out) > limit {
-		out = out[:limit]
 	}
 	return out, nil
 }
