@@ -22,10 +22,12 @@ import (
 )
 
 // gitCache keeps one bare mirror per clone URL, under its directory, from
-// which every execution clones its repository with `git clone --shared`:
-// the workspace borrows the mirror's objects (objects/info/alternates)
-// instead of fetching and copying them, so a thousand runs of one
-// repository fetch it once.
+// which every execution's repository is seeded: lockstep writes the
+// workspace's .git itself (seed), borrowing the mirror's objects
+// (objects/info/alternates) and copying its branches as the remote's, as
+// `git clone --shared --no-checkout` would, but without the three
+// processes a clone starts. The workspace then only checks out. So a
+// thousand runs of one repository fetch it once and clone it never.
 //
 // A mirror is fetched only when it lacks what a run needs: a commit the
 // run names (base or head SHA) that it does not have, or, for a run that
@@ -62,6 +64,7 @@ type mirror struct {
 	ready bool                 // initialized by this process
 	have  map[string]bool      // commits known to be in the mirror
 	since map[string]time.Time // branch → when its last good fetch began
+	heads []string             // "SHA refs/heads/NAME" lines, as of the last fetch
 }
 
 // mirrorTimeout bounds one fetch into a mirror.
@@ -96,14 +99,16 @@ func (c *gitCache) mirrorFor(url string) *mirror {
 	return m
 }
 
-// prepare makes the mirror of r's clone URL hold what r needs and returns
-// its path, for the workspace to clone from; "" means clone from the URL
-// itself: r clones nothing, or names no branch and no commit (its default
-// branch), or the mirror could not get its branch. A commit the mirror
-// could not get is left to the workspace to fetch, as without a cache.
-func (c *gitCache) prepare(ctx context.Context, r *run.Run) string {
+// prepare makes the mirror of r's clone URL hold what r needs, seeds the
+// repository in src from it, and returns the mirror's path; "" means the
+// workspace clones from the URL itself: r clones nothing, or names no
+// branch and no commit (its default branch), or the mirror could not get
+// its branch. A commit the mirror could not get is left to the workspace
+// to fetch, as without a cache.
+func (c *gitCache) prepare(ctx context.Context, r *run.Run, src string) string {
 	refs := r.Spec.Refs
-	if c == nil || refs.CloneURL == "" || (refs.BaseRef == "" && refs.BaseSHA == "") {
+	if c == nil || refs.CloneURL == "" || (refs.BaseRef == "" && refs.BaseSHA == "") ||
+		!safeRefName(refs.BaseRef) || strings.ContainsAny(refs.CloneURL, "\n\x00") {
 		return ""
 	}
 	m := c.mirrorFor(refs.CloneURL)
@@ -118,17 +123,81 @@ func (c *gitCache) prepare(ctx context.Context, r *run.Run) string {
 		shas = append(shas, refs.HeadSHA)
 	}
 
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fresh(shas, branches, r.CreatedAt) {
-		return m.path
+	heads, err := c.update(ctx, m, r, shas, branches)
+	if err == nil {
+		err = seed(src, m.path, refs, heads)
 	}
-	if err := c.lockAndFetch(ctx, m, r, shas, branches); err != nil {
+	if err != nil {
 		c.log.Warn("git cache: cloning from the repository itself", "run", r.ID, "url", refs.CloneURL, "err", err)
+		if rerr := os.RemoveAll(filepath.Join(src, ".git")); rerr != nil {
+			c.log.Warn("git cache: cannot remove a partly seeded repository", "run", r.ID, "err", rerr)
+		}
 		return ""
 	}
 	return m.path
 }
+
+// update fetches into m what r needs unless it has it, and returns the
+// mirror's branches.
+func (c *gitCache) update(ctx context.Context, m *mirror, r *run.Run, shas, branches []string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.fresh(shas, branches, r.CreatedAt) {
+		if err := c.lockAndFetch(ctx, m, r, shas, branches); err != nil {
+			return nil, err
+		}
+	}
+	return m.heads, nil
+}
+
+// seed writes in src the .git of a clone of refs.CloneURL whose objects
+// are the mirror's, as `git clone --shared --no-checkout --template=`
+// lays it out (gitrepository-layout(5)): HEAD on the base branch, origin
+// naming the repository itself, the mirror's branches as origin's. heads
+// are "SHA refs/heads/NAME" lines.
+func seed(src, mirror string, refs run.Refs, heads []string) error {
+	git := filepath.Join(src, ".git")
+	for _, d := range []string{"objects/info", "objects/pack", "refs/heads", "refs/tags"} {
+		if err := os.MkdirAll(filepath.Join(git, d), 0o755); err != nil {
+			return fmt.Errorf("seed repository: %w", err)
+		}
+	}
+	head := "ref: refs/heads/" + refs.BaseRef
+	if refs.BaseRef == "" {
+		head = refs.BaseSHA // detached, as the checkout leaves it
+	}
+	var packed strings.Builder
+	for _, h := range heads {
+		sha, name, _ := strings.Cut(h, " ")
+		fmt.Fprintf(&packed, "%s refs/remotes/origin/%s\n", sha, strings.TrimPrefix(name, "refs/heads/"))
+	}
+	quoted := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(refs.CloneURL)
+	files := []struct{ name, data string }{
+		{"HEAD", head + "\n"},
+		{"config", "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n" +
+			"[remote \"origin\"]\n\turl = \"" + quoted + "\"\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n"},
+		{"objects/info/alternates", filepath.Join(mirror, "objects") + "\n"},
+		{"packed-refs", packed.String()},
+	}
+	for _, f := range files {
+		if err := os.WriteFile(filepath.Join(git, f.name), []byte(f.data), 0o644); err != nil {
+			return fmt.Errorf("seed repository: %w", err)
+		}
+	}
+	return nil
+}
+
+// safeRefName reports whether a branch name can be written into a seeded
+// repository as it is; others (which git would refuse anyway) clone.
+func safeRefName(name string) bool {
+	return name == "" || (refName.MatchString(name) && !strings.Contains(name, "..") &&
+		!strings.HasPrefix(name, "/") && !strings.HasSuffix(name, "/") && !strings.HasSuffix(name, ".lock"))
+}
+
+var (
+	refName  = regexp.MustCompile(`^[A-Za-z0-9._/+-]+$`)
+	headLine = regexp.MustCompile(`^[0-9a-f]{40,64} refs/heads/[^ ]+$`)
+)
 
 // fresh reports whether m has every commit of shas and a fetch of every
 // branch begun no earlier than created. m.mu must be held.
@@ -222,6 +291,16 @@ func (c *gitCache) lockAndFetch(ctx context.Context, m *mirror, r *run.Run, shas
 	for _, b := range branches {
 		if !fetched["refs/heads/"+b] {
 			return fmt.Errorf("cannot fetch branch %s into the mirror", b)
+		}
+	}
+	out, err := c.run(ctx, "-C", m.path, "for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/")
+	if err != nil {
+		return fmt.Errorf("list the mirror's branches: %w: %s", err, out)
+	}
+	m.heads = m.heads[:0]
+	for _, line := range strings.Split(string(out), "\n") {
+		if headLine.MatchString(line) {
+			m.heads = append(m.heads, line)
 		}
 	}
 	return nil

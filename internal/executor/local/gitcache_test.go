@@ -70,7 +70,8 @@ func TestGitCacheFetchesOncePerBurst(t *testing.T) {
 	e := newExecutor(t, Options{GitPath: gitPath, CacheDir: cacheDir, Clock: clk, Sandbox: SandboxOff})
 	const script = `test -f base.txt
 test -z "$(git status --porcelain)"
-echo "head=$(git rev-parse HEAD) branch=$(git rev-parse --abbrev-ref HEAD) origin=$(git remote get-url origin)"
+echo "head=$(git rev-parse HEAD) branch=$(git rev-parse --abbrev-ref HEAD) upstream=$(git rev-parse --abbrev-ref '@{u}') origin=$(git remote get-url origin)"
+git fsck --no-dangling --connectivity-only
 cat .git/objects/info/alternates`
 	created := clk.Now().Add(-time.Second)
 	const n = 30
@@ -93,7 +94,7 @@ cat .git/objects/info/alternates`
 	if err != nil || len(mirrors) != 1 {
 		t.Fatalf("mirrors %v (%v), want one", mirrors, err)
 	}
-	want := fmt.Sprintf("head=%s branch=main origin=%s\n%s\n", head, repo.dir, filepath.Join(mirrors[0], "objects"))
+	want := fmt.Sprintf("head=%s branch=main upstream=origin/main origin=%s\n%s\n", head, repo.dir, filepath.Join(mirrors[0], "objects"))
 	for i, log := range logs {
 		if !strings.HasSuffix(log, want) {
 			t.Errorf("run %d: log %q, want it to end with %q", i+1, log, want)
@@ -102,11 +103,12 @@ cat .git/objects/info/alternates`
 	if got := mirrorFetches(t, trace, cacheDir); len(got) != 1 {
 		t.Errorf("%d fetches into the mirror for %d runs, want 1: %q", len(got), n, got)
 	}
-	if got := calls(t, trace, "url."+mirrors[0]+".insteadOf="+repo.dir, "clone", "--shared"); len(got) != n {
-		t.Errorf("%d shared clones from the mirror, want %d", len(got), n)
+	// Each workspace is seeded from the mirror: no clone, one checkout.
+	if got := calls(t, trace, "clone"); len(got) != 0 {
+		t.Errorf("%d clones, want none: %q", len(got), got)
 	}
-	if got := calls(t, trace, "clone"); len(got) != n {
-		t.Errorf("%d clones, want %d: %q", len(got), n, got)
+	if got := calls(t, trace, "checkout"); len(got) != n {
+		t.Errorf("%d checkouts, want %d: %q", len(got), n, got)
 	}
 
 	// A push, then a run asked for after it: the mirror is fetched again.

@@ -292,7 +292,7 @@ func (e *Executor) start(ctx context.Context, r *run.Run) (*execution, waiter, e
 		logf.Close()
 		return fail(executor.ReasonStart, fmt.Errorf("create report pipe: %w", err))
 	}
-	args := prepareArgs(sh, git, r.Spec.Refs, ws, e.cache.prepare(ctx, r))
+	args := prepareArgs(sh, git, r.Spec.Refs, ws, e.cache.prepare(ctx, r, ws.src()))
 	env := withSecrets(jobEnv(e.base, r, ws), secrets)
 	path := sh
 	if sandbox.bwrap != "" {

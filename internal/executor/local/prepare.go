@@ -86,10 +86,9 @@ const (
 //
 // Arguments: $1 sh, $2 git, $3 clone URL, $4 base ref, $5 base SHA,
 // $6 pull number, $7 head SHA, $8 head ref, $9 job script file, $10 the
-// repository's mirror in the git cache, or empty: the clone then borrows
-// the mirror's objects (--shared) and its origin is still the clone URL.
-// Without a base SHA, the clone checks the branch out itself: the mirror
-// was fetched for it.
+// repository's mirror in the git cache when lockstep has seeded the
+// workspace's .git from it (gitCache.seed), or empty: the script then
+// clones. Either way origin is the clone URL.
 const prepareScript = `set -u
 sh=$1 git=$2 url=$3 base_ref=$4 base_sha=$5 pull=$6 head_sha=$7 head_ref=$8 script=$9 cache=${10}
 fail() {
@@ -115,20 +114,10 @@ if [ -n "$url" ]; then
 		g clone --quiet --origin origin -- "$url" . || fail CloneFailed "cannot clone $url"
 		base=HEAD
 	else
-		if [ -n "$cache" ]; then
-			checked_out= how=--no-checkout
-			[ -z "$base_sha" ] && checked_out=$base_ref how=--branch=$base_ref
-			# insteadOf reads the mirror for this clone only, and leaves
-			# origin naming the repository itself.
-			g -c "url.$cache.insteadOf=$url" clone --quiet --template= --shared --origin origin "$how" -- "$url" . ||
-				fail CloneFailed "cannot clone $url from its mirror $cache"
-		else
-			checked_out=
+		if [ -z "$cache" ]; then
 			g clone --quiet --origin origin --no-checkout -- "$url" . || fail CloneFailed "cannot clone $url"
 		fi
-		if [ -n "$checked_out" ]; then
-			base=refs/remotes/origin/$base_ref
-		elif [ -n "$base_sha" ]; then
+		if [ -n "$base_sha" ]; then
 			base=$base_sha
 			checkout "$base" 2>/dev/null ||
 				{ g fetch --quiet origin "$base_sha" && checkout "$base"; } ||
