@@ -73,6 +73,9 @@ github:
 		x := local.New(local.Options{
 			WorkDir: filepath.Join(dir, "workspaces"), LogDir: filepath.Join(dir, "logs"),
 			CacheDir: filepath.Join(dir, "cache", "git"),
+			// The jobs count themselves in files under the host's /tmp,
+			// which the sandbox's private /tmp would hide.
+			Sandbox: local.SandboxOff,
 		})
 		rnr := runner.New(runner.Options{Store: st, Executor: x, Config: getCfg, Logger: quiet})
 		trig := trigger.New(trigger.Options{Store: st, Forge: e.forge(), Config: getCfg, Logger: quiet})
