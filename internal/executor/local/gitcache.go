@@ -39,7 +39,7 @@ import (
 // meanwhile: git updates refs and adds packs atomically.
 //
 // Objects are never deleted from a mirror (gc.auto=0, no prune), since
-// workspaces cloned with --shared depend on them for as long as they
+// workspaces seeded from the mirror depend on them for as long as they
 // live. Jobs only ever read the mirror, through their clone's alternates.
 //
 // It is safe for concurrent use.
