@@ -244,3 +244,26 @@ func TestGitCacheUnreachable(t *testing.T) {
 		t.Errorf("outcome %+v, want CloneFailed\n%s", got, log)
 	}
 }
+
+// A branch whose name lockstep does not write into a seeded repository
+// itself (git allows more than safeRefName does) is still checked out:
+// the workspace clones it from the repository.
+func TestGitCacheUnusualBranchClones(t *testing.T) {
+	t.Parallel()
+	repo := newRepo(t)
+	const branch = "fix-ü@x"
+	repo.git("branch", branch)
+	if safeRefName(branch) {
+		t.Fatalf("safeRefName(%q) = true; the test needs a name it refuses", branch)
+	}
+	e := newExecutor(t, Options{CacheDir: filepath.Join(t.TempDir(), "cache", "git")})
+	r := newRun(1, `echo "branch=$(git rev-parse --abbrev-ref HEAD)"; test -z "$(git status --porcelain)"`,
+		run.Refs{Repo: "acme/widget", CloneURL: repo.dir, BaseRef: branch})
+	got, log := runToEnd(t, e, r)
+	if diff := cmp.Diff(executor.Outcome{Done: true}, got); diff != "" {
+		t.Fatalf("outcome (-want +got):\n%s\nlog:\n%s", diff, log)
+	}
+	if want := "branch=" + branch + "\n"; !strings.HasSuffix(log, want) {
+		t.Errorf("log %q, want it to end with %q", log, want)
+	}
+}
