@@ -432,6 +432,14 @@ func (e *Executor) outcome(r *run.Run, pod *corev1.Pod) executor.Outcome {
 	if test != nil && test.State.Terminated != nil && pod.Status.Reason == "" {
 		t := test.State.Terminated
 		out := executor.Outcome{Done: true, ExitCode: int(t.ExitCode)}
+		// The build file is the termination message (pod.go); the
+		// kubelet leaves it empty when the job wrote nothing, and puts the
+		// log's end there instead for a failed container whose policy says
+		// FallbackToLogsOnError.
+		if t.ExitCode == 0 || pod.Spec.Containers[0].TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError {
+			out.BuildOutput = strings.TrimSpace(t.Message)
+			out.HaveBuild = out.BuildOutput != ""
+		}
 		if t.ExitCode != 0 && t.Reason != "" && t.Reason != "Error" {
 			out.Message = fmt.Sprintf("the test container exited with status %d (%s)", t.ExitCode, t.Reason)
 		}

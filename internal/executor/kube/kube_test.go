@@ -26,14 +26,18 @@ func TestOutcomes(t *testing.T) {
 		state   run.State
 		reason  string
 		message string
+		build   string // the run's Status.BuildOutput
 	}{
-		{"succeed", outcome("succeed"), run.Success, "", ""},
-		{"fail", map[string]string{"KWOK_OUTCOME": "fail", "KWOK_EXIT": "3"}, run.Failure, runner.ReasonExited, "status 3"},
-		{"clone fails", outcome("clone-fail"), run.Error, executor.ReasonClone, "cannot clone"},
-		{"merge conflict", outcome("merge-conflict"), run.Error, executor.ReasonMergeConflict, "cannot merge"},
-		{"image pull", outcome("bad-image"), run.Error, kube.ReasonImagePull, "ErrImagePull"},
-		{"unschedulable", outcome("unschedulable"), run.Error, kube.ReasonUnschedulable, "Insufficient cpu"},
-		{"evicted", outcome("evict"), run.Error, kube.ReasonLost, "Evicted"},
+		{"succeed", outcome("succeed"), run.Success, "", "", ""},
+		// What the job wrote to $LOCKSTEP_BUILD_FILE, its termination
+		// message, is the run's build.
+		{"succeed with a build", map[string]string{"KWOK_OUTCOME": "succeed", "KWOK_MESSAGE": "v1.2.3\n"}, run.Success, "", "", "v1.2.3"},
+		{"fail", map[string]string{"KWOK_OUTCOME": "fail", "KWOK_EXIT": "3"}, run.Failure, runner.ReasonExited, "status 3", ""},
+		{"clone fails", outcome("clone-fail"), run.Error, executor.ReasonClone, "cannot clone", ""},
+		{"merge conflict", outcome("merge-conflict"), run.Error, executor.ReasonMergeConflict, "cannot merge", ""},
+		{"image pull", outcome("bad-image"), run.Error, kube.ReasonImagePull, "ErrImagePull", ""},
+		{"unschedulable", outcome("unschedulable"), run.Error, kube.ReasonUnschedulable, "Insufficient cpu", ""},
+		{"evicted", outcome("evict"), run.Error, kube.ReasonLost, "Evicted", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -42,6 +46,9 @@ func TestOutcomes(t *testing.T) {
 			got := e.waitDone(r.ID)
 			if got.Status.State != tc.state || got.Status.Reason != tc.reason || !strings.Contains(got.Status.Message, tc.message) {
 				t.Errorf("run ended %s/%s %q, want %s/%s containing %q", got.Status.State, got.Status.Reason, got.Status.Message, tc.state, tc.reason, tc.message)
+			}
+			if got.Status.BuildOutput != tc.build {
+				t.Errorf("run's build output %q, want %q", got.Status.BuildOutput, tc.build)
 			}
 			if got.Status.StartedAt == nil && tc.state != run.Error {
 				t.Errorf("run has no start time")

@@ -70,8 +70,9 @@ func TestPod(t *testing.T) {
 		t.Errorf("the clone script does not report to its termination message")
 	}
 	wantTest := []string{"sh", "-e", "-c", "go test ./..."}
-	if test.Name != "test" || test.Image != "golang:1.25" || !cmp.Equal(test.Command, wantTest) || test.WorkingDir != "/workspace/src" {
-		t.Errorf("test container %s %s %q in %s", test.Name, test.Image, test.Command, test.WorkingDir)
+	if test.Name != "test" || test.Image != "golang:1.25" || !cmp.Equal(test.Command, wantTest) || test.WorkingDir != "/workspace/src" ||
+		test.TerminationMessagePath != "/dev/termination-log" {
+		t.Errorf("test container %s %s %q in %s, termination message at %s", test.Name, test.Image, test.Command, test.WorkingDir, test.TerminationMessagePath)
 	}
 	env := map[string]string{}
 	for _, v := range test.Env {
@@ -82,6 +83,7 @@ func TestPod(t *testing.T) {
 		"REPO_OWNER": "acme", "REPO_NAME": "widget", "PULL_NUMBER": "7", "PULL_BASE_REF": "main",
 		"PULL_PULL_SHA": r.Spec.Refs.HeadSHA, "PULL_REFS": "main:" + r.Spec.Refs.BaseSHA + ",7:" + r.Spec.Refs.HeadSHA,
 		"ARTIFACTS": "/workspace/artifacts", "KWOK_OUTCOME": "succeed",
+		"LOCKSTEP_BUILD_FILE": "/dev/termination-log",
 	} {
 		if env[k] != v {
 			t.Errorf("test container's %s = %q, want %q", k, env[k], v)

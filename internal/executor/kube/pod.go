@@ -88,10 +88,18 @@ func (e *Executor) buildPod(r *run.Run, kr config.KubeRun, ns string) *corev1.Po
 		annotations[AnnotationPull] = strconv.Itoa(refs.Pull)
 	}
 
+	// The test container's termination message is its build file: the
+	// kubelet copies the file into the Pod's status when the container
+	// ends (at most 4 KiB), where lockstep reads it (outcome), while the
+	// workspace is gone with the Pod.
+	test := &spec.Containers[0]
+	if test.TerminationMessagePath == "" {
+		test.TerminationMessagePath = corev1.TerminationMessagePathDefault
+	}
 	env := local.ProwEnv(r)
 	maps.Copy(env, map[string]string{
 		"ARTIFACTS":           workspaceDir + "/artifacts",
-		"LOCKSTEP_BUILD_FILE": workspaceDir + "/build-version",
+		"LOCKSTEP_BUILD_FILE": test.TerminationMessagePath,
 		"GIT_TERMINAL_PROMPT": "0",
 	})
 	// From lowest to highest precedence, as for the local executor: the
@@ -109,7 +117,6 @@ func (e *Executor) buildPod(r *run.Run, kr config.KubeRun, ns string) *corev1.Po
 			c.WorkingDir = srcDir
 		}
 	}
-	test := &spec.Containers[0]
 	if len(test.Command) == 0 && len(test.Args) == 0 {
 		test.Command = []string{"sh", "-e", "-c", r.Spec.Script}
 	}
