@@ -158,10 +158,11 @@ func (k *kubespray) labeled(n int, label, sender string) {
 }
 
 type apiRun struct {
-	ID     int64  `json:"id"`
-	Job    string `json:"job"`
-	State  string `json:"state"`
-	Reason string `json:"reason"`
+	ID      int64  `json:"id"`
+	Job     string `json:"job"`
+	State   string `json:"state"`
+	Reason  string `json:"reason"`
+	Message string `json:"message"`
 }
 
 func (k *kubespray) runs(n int) []apiRun {

@@ -122,6 +122,14 @@ type job struct {
 	executorConfig []byte
 }
 
+// jobOf returns the job of periodic p of repository repo in cfg, but for
+// its schedule: everything its runs are made of, whether the schedule
+// fires them or an administrator runs the job now.
+func jobOf(cfg *config.Config, repo string, p config.Periodic) job {
+	return job{periodic: p, spec: specOf(p), cloneURL: cfg.Repos[repo].EffectiveCloneURL(repo),
+		executorConfig: p.ExecutorConfig(cfg.GitLab)}
+}
+
 // entry is a periodic's place in the heap. While in the heap (index ≥ 0)
 // the loop owns it; while in flight a worker does.
 type entry struct {
@@ -309,8 +317,9 @@ func (s *Scheduler) sync(ctx context.Context, now time.Time) error {
 				s.log.Error("periodic has no valid schedule", "repo", name, "job", p.Name, "err", err)
 				continue
 			}
-			jobs[jobKey{name, p.Name}] = job{periodic: p, schedule: sched, spec: specOf(p), cloneURL: r.EffectiveCloneURL(name),
-				executorConfig: p.ExecutorConfig(cfg.GitLab)}
+			j := jobOf(cfg, name, p)
+			j.schedule = sched
+			jobs[jobKey{name, p.Name}] = j
 		}
 	}
 	stored, err := s.opts.Store.ListSchedules(ctx)

@@ -45,7 +45,7 @@ func RunNow(ctx context.Context, st RunNowStore, cfg *config.Config, repo, job, 
 		return nil, false, fmt.Errorf("periodic %s of %s: %w", job, repo, store.ErrNotFound)
 	}
 	k := jobKey{repo, job}
-	nr := newRun(k, periodicJob(rc, repo, *p), now)
+	nr := newRun(k, jobOf(cfg, repo, *p), now)
 	nr.Spec.Cause = run.CauseRunNow
 	nr.Spec.Requester = RequesterAdmin
 	nr.Spec.TriggerKey = run.RunNowKey(repo, job, request)
@@ -76,10 +76,4 @@ func RunNow(ctx context.Context, st RunNowStore, cfg *config.Config, repo, job, 
 		return nil, false, fmt.Errorf("run %s of %s now: %w", job, repo, err)
 	}
 	return got, true, nil
-}
-
-// periodicJob returns the job of periodic p of repo rc named repo, without its
-// parsed schedule, which running it now does not need.
-func periodicJob(rc *config.Repo, repo string, p config.Periodic) job {
-	return job{periodic: p, spec: specOf(p), cloneURL: rc.EffectiveCloneURL(repo)}
 }

@@ -222,16 +222,7 @@ func TestRestartAdoption(t *testing.T) {
 // conflicts like any writer.
 func release(t *testing.T, c kubernetes.Interface, ns string, id run.ID) {
 	t.Helper()
-	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		p, err := c.CoreV1().Pods(ns).Get(context.Background(), kube.PodName(id), metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		p.Annotations["lockstep.test/release"] = "true"
-		_, err = c.CoreV1().Pods(ns).Update(context.Background(), p, metav1.UpdateOptions{})
-		return err
-	})
-	if err != nil {
+	if err := kubetest.Release(context.Background(), c, ns, kube.PodName(id)); err != nil {
 		t.Fatal(err)
 	}
 }

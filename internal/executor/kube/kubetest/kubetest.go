@@ -31,6 +31,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 )
 
 // The environment variables the test bed is found through.
@@ -270,4 +271,25 @@ func Namespace(ctx context.Context, c kubernetes.Interface, name string) error {
 		return nil
 	}
 	return err
+}
+
+// ReleaseAnnotation ends a Pod whose KWOK_OUTCOME is hold: kwok then
+// ends its test container with exit code KWOK_EXIT (default 0).
+const ReleaseAnnotation = "lockstep.test/release"
+
+// Release annotates Pod ns/name with ReleaseAnnotation, retrying on
+// conflicts like any writer.
+func Release(ctx context.Context, c kubernetes.Interface, ns, name string) error {
+	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		p, err := c.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if p.Annotations == nil {
+			p.Annotations = map[string]string{}
+		}
+		p.Annotations[ReleaseAnnotation] = "true"
+		_, err = c.CoreV1().Pods(ns).Update(ctx, p, metav1.UpdateOptions{})
+		return err
+	})
 }
