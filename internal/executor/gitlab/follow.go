@@ -303,6 +303,9 @@ func (e *Executor) finish(ctx context.Context, f *follow) {
 	if ctx.Err() != nil {
 		return // stopped: a later Status or a new process finishes it
 	}
+	// The log is complete: its copy in the LogSink is too before the
+	// runner hears of the outcome.
+	e.runLogOf(f.runID).closeSink()
 	f.mu.Lock()
 	f.out = outcomeOf(f.status, f.jobs)
 	f.done = true
@@ -391,7 +394,7 @@ func (e *Executor) readTrace(ctx context.Context, f *follow, j *jobState) error 
 	if heading {
 		e.appendf(f.runID, "\n━━━ job %s (stage %s) ━━━\n", j.name, j.stage)
 	}
-	return e.logs.Append(f.runID, b)
+	return e.appendLog(f.runID, b)
 }
 
 // outcomeOf maps a finished pipeline to the run's outcome.
