@@ -24,8 +24,9 @@ type gitlabParts struct {
 
 // newGitLab builds the GitLab executor and its webhook processor from the
 // gitlab section, or returns nil parts when it names no token. The
-// token is read at start: changing it needs a restart.
-func newGitLab(g config.GitLab, st store.Store, dataDir string, notify func(lsrun.ID), log *slog.Logger) (*gitlabParts, error) {
+// token is read at start: changing it needs a restart. sink gets the
+// runs' logs.
+func newGitLab(g config.GitLab, st store.Store, sink executor.LogSink, dataDir string, notify func(lsrun.ID), log *slog.Logger) (*gitlabParts, error) {
 	if g.TokenFile == "" {
 		return nil, nil
 	}
@@ -35,7 +36,7 @@ func newGitLab(g config.GitLab, st store.Store, dataDir string, notify func(lsru
 	}
 	x, err := gitlabexec.New(gitlabexec.Options{
 		URL: g.EffectiveURL(), Token: string(bytes.TrimSpace(token)),
-		WorkDir: filepath.Join(dataDir, "gitlab"), LogDir: filepath.Join(dataDir, "logs"),
+		WorkDir: filepath.Join(dataDir, "gitlab"), LogDir: filepath.Join(dataDir, "logs"), LogSink: sink,
 		PollInterval: g.EffectivePollInterval(), TraceInterval: g.EffectiveTraceInterval(),
 		Logger: log.With("executor", config.ExecutorGitLab), Notify: notify,
 	})

@@ -277,15 +277,16 @@ func runLeader(ctx context.Context, o leaderOptions) error {
 	reg := &termRegisterer{Registerer: o.mets.Registerer()}
 	defer reg.unregisterAll()
 	execOpts := o.local
-	// Every byte of every run's log also goes to the store, where the web
-	// of any replica reads it.
-	execOpts.LogSink = &executor.StoreLogs{Logs: st, Logger: log}
+	// Every byte of every run's log, whichever executor runs it, also goes
+	// to the store, where the web of any replica reads it.
+	sink := &executor.StoreLogs{Logs: st, Logger: log}
+	execOpts.LogSink = sink
 	execOpts.Logger = log
 	exec := local.New(execOpts)
 	// The GitLab executor wakes runs it follows again after a restart
 	// through the runner, made just below.
 	var rnr *runner.Runner
-	gitlab, err := newGitLab(o.cfg.GitLab, st, o.dataDir, func(id runpkg.ID) { rnr.Enqueue(id) }, log)
+	gitlab, err := newGitLab(o.cfg.GitLab, st, sink, o.dataDir, func(id runpkg.ID) { rnr.Enqueue(id) }, log)
 	if err != nil {
 		return err
 	}
@@ -305,7 +306,7 @@ func runLeader(ctx context.Context, o leaderOptions) error {
 	}()
 	// The Kubernetes executor, if a job uses it: its Pods go on across
 	// terms, and the next term's executor adopts them.
-	kexec, err := newKube(o.cfg, o.dataDir, reg, func(id runpkg.ID) { rnr.Enqueue(id) }, log)
+	kexec, err := newKube(o.cfg, o.dataDir, sink, reg, func(id runpkg.ID) { rnr.Enqueue(id) }, log)
 	if err != nil {
 		return err
 	}

@@ -70,8 +70,11 @@ func (e *Executor) track(r *run.Run, cfg config.GitLabRun, id int64, url, status
 			f.observe(ev.ObjectAttributes.Status, eventJobs(ev), e.opts.Clock.Now())
 		}
 	}
+	// What the runner knows now, not when the goroutine gets to run: a
+	// webhook observed in between must still make it tell the runner.
+	notified := waiting(f.statusNow())
 	e.wg.Add(1)
-	go e.run(f)
+	go e.run(f, notified)
 	return f
 }
 
@@ -180,8 +183,9 @@ func terminal(status string) bool {
 
 // run is f's follower: it polls when webhooks stay away, reads the
 // traces of running jobs, and finishes the run's outcome once the
-// pipeline has ended.
-func (e *Executor) run(f *follow) {
+// pipeline has ended. notified says whether the runner last heard the
+// pipeline was waiting.
+func (e *Executor) run(f *follow, notified bool) {
 	defer e.wg.Done()
 	defer close(f.exited)
 	ctx, cancel := context.WithCancel(e.ctx)
@@ -193,7 +197,6 @@ func (e *Executor) run(f *follow) {
 		case <-ctx.Done():
 		}
 	}()
-	notified := waiting(f.statusNow())
 	for {
 		if f.terminal() {
 			e.finish(ctx, f)
@@ -303,6 +306,9 @@ func (e *Executor) finish(ctx context.Context, f *follow) {
 	if ctx.Err() != nil {
 		return // stopped: a later Status or a new process finishes it
 	}
+	// The log is complete: its copy in the LogSink is too before the
+	// runner hears of the outcome.
+	e.runLogOf(f.runID).closeSink()
 	f.mu.Lock()
 	f.out = outcomeOf(f.status, f.jobs)
 	f.done = true
@@ -391,7 +397,7 @@ func (e *Executor) readTrace(ctx context.Context, f *follow, j *jobState) error 
 	if heading {
 		e.appendf(f.runID, "\n━━━ job %s (stage %s) ━━━\n", j.name, j.stage)
 	}
-	return e.logs.Append(f.runID, b)
+	return e.appendLog(f.runID, b)
 }
 
 // outcomeOf maps a finished pipeline to the run's outcome.

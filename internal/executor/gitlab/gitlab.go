@@ -18,7 +18,10 @@
 // lost webhooks. While it runs, the traces of its running jobs are read
 // incrementally into the run's log, each job's part headed by its name
 // and stage; once it ends, every job's trace is read to its end before
-// the outcome is reported.
+// the outcome is reported. A log is only ever appended to, in its file
+// and in the LogSink alike: a process following a pipeline again after
+// a restart says so in the log and appends the traces again from their
+// start below what the earlier process wrote.
 //
 // Pipeline statuses map to run states: created, waiting_for_resource,
 // preparing, pending and scheduled keep the run scheduled (Waiting);
@@ -89,6 +92,9 @@ type Options struct {
 	// Logs receives the runs' logs; nil means files LogDir/<run id>.log.
 	Logs   LogWriter
 	LogDir string
+	// LogSink, if set, gets a copy of everything written to the runs'
+	// logs (the store, so that every replica can show them).
+	LogSink executor.LogSink
 	// GitPath is the git command; "git" when empty.
 	GitPath string
 	// PollInterval is how long a pipeline may go without a webhook before
@@ -130,13 +136,14 @@ type Executor struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	// mu guards follows, starting and early.
+	// mu guards follows, starting, early and runLogs.
 	mu       sync.Mutex
 	follows  map[run.ID]*follow
 	starting map[run.ID]*sync.Mutex
 	// early keeps webhooks about runs not followed yet: a pipeline's
 	// first webhooks can come before the API's answer to its creation.
-	early map[run.ID][]*gl.PipelineEvent
+	early   map[run.ID][]*gl.PipelineEvent
+	runLogs map[run.ID]*runLog
 }
 
 // New returns an Executor.
@@ -188,6 +195,7 @@ func New(opts Options) (*Executor, error) {
 	return &Executor{
 		opts: opts, api: api, log: log, logs: logs, ctx: ctx, cancel: cancel,
 		follows: map[run.ID]*follow{}, starting: map[run.ID]*sync.Mutex{}, early: map[run.ID][]*gl.PipelineEvent{},
+		runLogs: map[run.ID]*runLog{},
 	}, nil
 }
 
@@ -207,11 +215,16 @@ func retryAfterBackoff(limit time.Duration) retryablehttp.Backoff {
 func clampDuration(d, lo, hi time.Duration) time.Duration { return max(lo, min(d, hi)) }
 
 // Shutdown stops following pipelines (they go on on GitLab; a new process
-// follows them again) and waits for the followers to return, or ctx.
+// follows them again) and waits for the followers to return and the
+// logs to be flushed to the LogSink, or ctx.
 func (e *Executor) Shutdown(ctx context.Context) error {
 	e.cancel()
 	done := make(chan struct{})
-	go func() { e.wg.Wait(); close(done) }()
+	go func() {
+		e.wg.Wait()
+		e.closeLogs()
+		close(done)
+	}()
 	select {
 	case <-done:
 		return nil
@@ -271,9 +284,8 @@ func (e *Executor) Start(ctx context.Context, r *run.Run, notify func()) (execut
 	if err != nil {
 		return executor.Started{}, err
 	}
-	if err := e.logs.Reset(r.ID); err != nil {
-		return executor.Started{}, &executor.InfraError{Reason: executor.ReasonWorkspace, Err: fmt.Errorf("open log: %w", err)}
-	}
+	// The log of an earlier attempt (a process that died before the
+	// runner recorded the start) stays: this one's lines follow it.
 	ref := Ref(r)
 	created, err := e.push(ctx, r, cfg, ref)
 	if err != nil {
@@ -473,11 +485,9 @@ func (e *Executor) Status(ctx context.Context, r *run.Run) (executor.Outcome, er
 	if err != nil {
 		return executor.Outcome{}, fmt.Errorf("get pipeline %d of %s: %w", id, project, err)
 	}
-	// The log is read again from the start.
-	if err := e.logs.Reset(r.ID); err != nil {
-		return executor.Outcome{}, fmt.Errorf("reset log of run %s: %w", r.ID, err)
-	}
-	e.appendf(r.ID, "lockstep: following pipeline %d again after a restart\n", id)
+	// What the earlier process wrote stays; the traces are read again
+	// from their start, below it.
+	e.appendf(r.ID, "lockstep: following pipeline %d again after a restart; the jobs' traces below are read again from their start\n", id)
 	probe := &follow{project: project, id: id}
 	jobs, err := e.listJobs(ctx, probe)
 	if err != nil {
@@ -546,7 +556,10 @@ func (e *Executor) Cleanup(ctx context.Context, r *run.Run) error {
 	delete(e.follows, r.ID)
 	delete(e.starting, r.ID)
 	delete(e.early, r.ID)
+	l := e.runLogs[r.ID]
+	delete(e.runLogs, r.ID)
 	e.mu.Unlock()
+	l.closeSink()
 	return nil
 }
 
@@ -578,7 +591,7 @@ func (e *Executor) lookup(id run.ID) (*follow, bool) {
 
 // appendf writes one of lockstep's own lines to run id's log.
 func (e *Executor) appendf(id run.ID, format string, args ...any) {
-	if err := e.logs.Append(id, fmt.Appendf(nil, format, args...)); err != nil {
+	if err := e.appendLog(id, fmt.Appendf(nil, format, args...)); err != nil {
 		e.log.Warn("cannot write run log", "run", id, "err", err)
 	}
 }
@@ -590,7 +603,7 @@ type logOutput struct {
 }
 
 func (o *logOutput) Write(p []byte) (int, error) {
-	if err := o.e.logs.Append(o.id, p); err != nil {
+	if err := o.e.appendLog(o.id, p); err != nil {
 		return 0, err
 	}
 	return len(p), nil

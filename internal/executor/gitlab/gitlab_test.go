@@ -206,8 +206,19 @@ func TestCrashBetweenCreateAndRecord(t *testing.T) {
 	if got := e.pipeline(); got != created || started.Handle != testProject+"#"+itoa(created) {
 		t.Errorf("after the restart: pipeline %d, handle %s; want pipeline %d adopted", got, started.Handle, created)
 	}
-	if !strings.Contains(e.readLog(r), "adopted pipeline") {
-		t.Errorf("the log does not say the pipeline was adopted:\n%s", e.readLog(r))
+	log := e.readLog(r)
+	if !strings.Contains(log, "adopted pipeline") {
+		t.Errorf("the log does not say the pipeline was adopted:\n%s", log)
+	}
+	// The first attempt's lines stay, above the second's, in the file
+	// and in the store.
+	push, already := strings.Index(log, "lockstep: pushing "), strings.Index(log, " already has ")
+	if push < 0 || already < push {
+		t.Errorf("the log does not keep the first attempt's push above the second attempt's lines:\n%s", log)
+	}
+	e.kill(second)
+	if stored := e.storedLog(r); stored != log {
+		t.Errorf("stored log:\n%s\nwant the log file's:\n%s", stored, log)
 	}
 }
 
@@ -276,6 +287,49 @@ func TestRestartFollowsTheSamePipeline(t *testing.T) {
 	}
 }
 
+// TestRestartAppendsToTheLog: a process following a pipeline again
+// after a restart leaves the log the earlier one wrote as it was, in the
+// file and in the store, and appends to it a line saying so and the
+// jobs' traces read again from their start.
+func TestRestartAppendsToTheLog(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, false)
+	first := e.newExecutor(func(o *Options) { o.TraceInterval = 10 * time.Millisecond })
+	r := e.newRun(true)
+	e.start(first, r, nil)
+	id := e.pipeline()
+	jobs := e.jobIDs(id)
+	e.gl.StartJob(jobs[0])
+	e.gl.AppendTrace(jobs[0], "before the restart\n")
+	e.waitFor("the live trace", func() bool { return strings.Contains(e.readLog(r), "before the restart") })
+	e.kill(first)
+	earlier := e.readLog(r)
+	if stored := e.storedLog(r); stored != earlier {
+		t.Fatalf("stored log before the restart:\n%s\nwant the log file's:\n%s", stored, earlier)
+	}
+
+	second := e.newExecutor()
+	if out, err := second.Status(context.Background(), r); err != nil || out.Done {
+		t.Fatalf("Status after restart = %+v, %v; want under way", out, err)
+	}
+	e.gl.AppendTrace(jobs[0], "after the restart\n")
+	e.gl.FinishJob(jobs[0], "success", "")
+	e.gl.StartJob(jobs[1])
+	e.gl.AppendTrace(jobs[1], "deploying\n")
+	e.gl.FinishJob(jobs[1], "success", "")
+	// Once the outcome is known, the store holds the whole log.
+	e.waitDone(second, r)
+	want := earlier + "lockstep: following pipeline " + itoa(id) + " again after a restart; the jobs' traces below are read again from their start\n" +
+		"\n━━━ job lint (stage unit-tests) ━━━\nbefore the restart\nafter the restart\n" +
+		"\n━━━ job kubespray-e2e (stage deploy-part1) ━━━\ndeploying\n"
+	if got := e.readLog(r); got != want {
+		t.Errorf("log file:\n%s\nwant:\n%s", got, want)
+	}
+	if got := e.storedLog(r); got != want {
+		t.Errorf("stored log:\n%s\nwant:\n%s", got, want)
+	}
+}
+
 // TestLogsAreTracesHeadedByJob reads traces while the pipeline runs,
 // incrementally, and completes them when it ends.
 func TestLogsAreTracesHeadedByJob(t *testing.T) {
@@ -300,6 +354,9 @@ func TestLogsAreTracesHeadedByJob(t *testing.T) {
 	want := "\n━━━ job lint (stage unit-tests) ━━━\nfirst line\nsecond line\n\n━━━ job kubespray-e2e (stage deploy-part1) ━━━\ndeploying\n"
 	if !strings.HasSuffix(log, want) {
 		t.Errorf("log:\n%s\nwant it to end with:\n%s", log, want)
+	}
+	if stored := e.storedLog(r); stored != log {
+		t.Errorf("stored log once the outcome is known:\n%s\nwant the log file's:\n%s", stored, log)
 	}
 	ranged := 0
 	for _, c := range e.gl.Calls() {

@@ -84,6 +84,7 @@ func (e *env) newExecutor(configure ...func(*Options)) *Executor {
 	opts := Options{
 		URL: e.gl.URL(), Token: gitlabtest.Token,
 		WorkDir: filepath.Join(e.dir, "work"), LogDir: filepath.Join(e.dir, "logs"),
+		LogSink:      &executor.StoreLogs{Logs: e.store, FlushInterval: 10 * time.Millisecond},
 		PollInterval: time.Hour, TraceInterval: time.Hour,
 	}
 	for _, c := range configure {
@@ -200,6 +201,16 @@ func (e *env) git(dir string, args ...string) string {
 
 func (e *env) readLog(r *run.Run) string {
 	b, err := os.ReadFile(r.Status.LogPath)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return string(b)
+}
+
+// storedLog returns r's log as the store holds it.
+func (e *env) storedLog(r *run.Run) string {
+	e.t.Helper()
+	b, err := e.store.ReadLog(context.Background(), r.ID, 0, 0)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -144,7 +144,8 @@ func (e *env) start(withRunner bool) {
 	var rnr *runner.Runner
 	e.exec = kube.New(kube.Options{
 		Client: client, Config: e.kcfg, LogDir: filepath.Join(e.dir, "logs"),
-		Wake: func(id run.ID) { rnr.Enqueue(id) }, RetryInterval: 200 * time.Millisecond,
+		LogSink: &executor.StoreLogs{Logs: e.store, Logger: slog.New(slog.DiscardHandler), FlushInterval: 20 * time.Millisecond},
+		Wake:    func(id run.ID) { rnr.Enqueue(id) }, RetryInterval: 200 * time.Millisecond,
 		Metrics: e.mets, Logger: slog.New(slog.DiscardHandler),
 	})
 	var ex executor.Executor = e.exec

@@ -62,6 +62,9 @@ type Options struct {
 	// LogDir is where the test containers' logs are kept, one file per
 	// run, read by the UI like a local run's log.
 	LogDir string
+	// LogSink, if set, gets a copy of each test container's log as it is
+	// read (the store, so that every replica can show it).
+	LogSink executor.LogSink
 	// Wake, if set, is called with a run's ID whenever its Pod changes,
 	// also for Pods adopted after a restart: pass the runner's Enqueue.
 	Wake func(run.ID)

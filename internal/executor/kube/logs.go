@@ -9,12 +9,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/lockstep-ci/lockstep/internal/executor"
 	"github.com/lockstep-ci/lockstep/internal/run"
 )
 
 // follower copies a test container's log, streamed through the API
-// (pods/log, follow), into the run's log file, where the UI reads it live
-// and where it stays when the Pod is deleted.
+// (pods/log, follow), into the run's log file and the LogSink, where the
+// UI reads it live and where it stays when the Pod is deleted.
 type follower struct {
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -60,19 +61,26 @@ func (e *Executor) followLog(r *run.Run, pod *corev1.Pod) bool {
 	return f.finished()
 }
 
-// copyLog writes the container's log into the run's log file from the
-// start (a follower started again after a restart rewrites it whole).
+// copyLog writes the container's log into the run's log file and the
+// LogSink from the start: a follower started again after a restart
+// rewrites the file whole, and the sink skips what it holds already.
 func (e *Executor) copyLog(ctx context.Context, id run.ID, ns, name, container string) {
 	if err := e.ensureLogDir(); err != nil {
 		e.log.Warn("create log directory", "run", id, "err", err)
 		return
 	}
-	out, err := os.Create(e.logPath(id))
+	f, err := os.Create(e.logPath(id))
 	if err != nil {
 		e.log.Warn("create log file", "run", id, "err", err)
 		return
 	}
-	defer out.Close()
+	defer f.Close()
+	var out io.Writer = f
+	if e.opts.LogSink != nil {
+		sink := e.opts.LogSink.Open(id, executor.LogFromStart)
+		defer sink.Close()
+		out = io.MultiWriter(sink, f)
+	}
 	stream, err := e.opts.Client.CoreV1().Pods(ns).GetLogs(name, &corev1.PodLogOptions{Container: container, Follow: true}).Stream(ctx)
 	if err != nil {
 		fmt.Fprintf(out, "lockstep: cannot read the log of container %s of Pod %s/%s: %v\n", container, ns, name, err)

@@ -307,7 +307,7 @@ func (e *Executor) start(ctx context.Context, r *run.Run) (*execution, waiter, e
 	var dest io.Writer = logf
 	var sink io.WriteCloser
 	if e.opts.LogSink != nil {
-		sink = e.opts.LogSink.Open(r.ID)
+		sink = e.opts.LogSink.Open(r.ID, executor.LogNew)
 		dest = io.MultiWriter(dest, sink)
 	}
 	if e.opts.Stdout != nil {
