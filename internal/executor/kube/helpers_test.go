@@ -146,7 +146,9 @@ func (e *env) start(withRunner bool) {
 		Client: client, Config: e.kcfg, LogDir: filepath.Join(e.dir, "logs"),
 		LogSink: &executor.StoreLogs{Logs: e.store, Logger: slog.New(slog.DiscardHandler), FlushInterval: 20 * time.Millisecond},
 		Wake:    func(id run.ID) { rnr.Enqueue(id) }, RetryInterval: 200 * time.Millisecond,
-		Metrics: e.mets, Logger: slog.New(slog.DiscardHandler),
+		// kwok keeps a followed log stream open after the container ends.
+		LogDrain: 300 * time.Millisecond,
+		Metrics:  e.mets, Logger: slog.New(slog.DiscardHandler),
 	})
 	var ex executor.Executor = e.exec
 	if e.wrap != nil {

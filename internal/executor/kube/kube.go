@@ -65,6 +65,10 @@ type Options struct {
 	// LogSink, if set, gets a copy of each test container's log as it is
 	// read (the store, so that every replica can show it).
 	LogSink executor.LogSink
+	// LogDrain is how long a test container's log stream may stay open
+	// after the container ended (the kubelet ends it then) before lockstep
+	// cuts it and ends the run; default DefaultLogDrain.
+	LogDrain time.Duration
 	// Wake, if set, is called with a run's ID whenever its Pod changes,
 	// also for Pods adopted after a restart: pass the runner's Enqueue.
 	Wake func(run.ID)
@@ -103,9 +107,15 @@ type nsInformer struct {
 }
 
 // New returns an Executor.
+// DefaultLogDrain is Options.LogDrain's default.
+const DefaultLogDrain = 5 * time.Second
+
 func New(opts Options) *Executor {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
+	}
+	if opts.LogDrain <= 0 {
+		opts.LogDrain = DefaultLogDrain
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -398,11 +408,11 @@ func (e *Executor) Status(ctx context.Context, r *run.Run) (executor.Outcome, er
 	out := e.outcome(r, pod)
 	if out.Done && out.Infra == nil {
 		// The outcome is reported once the test container's log is kept.
-		if !e.followLog(r, pod) {
+		if !e.followLog(r, pod, true) {
 			return executor.Outcome{}, nil
 		}
 	} else if !out.Waiting {
-		e.followLog(r, pod)
+		e.followLog(r, pod, false)
 	}
 	return out, nil
 }

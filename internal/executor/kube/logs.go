@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -20,6 +21,21 @@ type follower struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	once   sync.Once
+	// drain is started once the test container has ended; late is set
+	// when the stream had not ended LogDrain later and was cut.
+	drain sync.Once
+	late  atomic.Bool
+}
+
+// ended tells f that the test container has ended: a stream still open
+// LogDrain later (a kubelet that does not end it) is cut.
+func (e *Executor) ended(f *follower) {
+	f.drain.Do(func() {
+		e.opts.Clock.AfterFunc(e.opts.LogDrain, func() {
+			f.late.Store(true)
+			f.cancel()
+		})
+	})
 }
 
 func (f *follower) stop() {
@@ -37,8 +53,9 @@ func (f *follower) finished() bool {
 }
 
 // followLog starts following the log of r's test container once it has
-// started, and reports whether the whole log has been kept.
-func (e *Executor) followLog(r *run.Run, pod *corev1.Pod) bool {
+// started, and reports whether the whole log has been kept. ended says
+// the test container has ended.
+func (e *Executor) followLog(r *run.Run, pod *corev1.Pod, ended bool) bool {
 	e.mu.Lock()
 	f, ok := e.followers[r.ID]
 	if !ok {
@@ -54,17 +71,20 @@ func (e *Executor) followLog(r *run.Run, pod *corev1.Pod) bool {
 			defer e.wg.Done()
 			defer close(f.done)
 			defer e.wake(r.ID)
-			e.copyLog(ctx, r.ID, pod.Namespace, pod.Name, pod.Spec.Containers[0].Name)
+			e.copyLog(ctx, f, r.ID, pod.Namespace, pod.Name, pod.Spec.Containers[0].Name)
 		}()
 	}
 	e.mu.Unlock()
+	if ended {
+		e.ended(f)
+	}
 	return f.finished()
 }
 
 // copyLog writes the container's log into the run's log file and the
 // LogSink from the start: a follower started again after a restart
 // rewrites the file whole, and the sink skips what it holds already.
-func (e *Executor) copyLog(ctx context.Context, id run.ID, ns, name, container string) {
+func (e *Executor) copyLog(ctx context.Context, fw *follower, id run.ID, ns, name, container string) {
 	if err := e.ensureLogDir(); err != nil {
 		e.log.Warn("create log directory", "run", id, "err", err)
 		return
@@ -87,7 +107,11 @@ func (e *Executor) copyLog(ctx context.Context, id run.ID, ns, name, container s
 		return
 	}
 	defer stream.Close()
-	if _, err := io.Copy(out, stream); err != nil && ctx.Err() == nil {
+	_, err = io.Copy(out, stream)
+	switch {
+	case fw.late.Load():
+		fmt.Fprintf(out, "lockstep: the log stream of Pod %s/%s was still open %s after its test container ended; stopped reading it\n", ns, name, e.opts.LogDrain)
+	case err != nil && ctx.Err() == nil:
 		fmt.Fprintf(out, "\nlockstep: the log of Pod %s/%s broke off: %v\n", ns, name, err)
 	}
 }

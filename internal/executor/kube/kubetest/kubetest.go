@@ -5,7 +5,9 @@
 // on loopback, in a temporary directory, and is stopped by Stop.
 //
 // kwok plays one node, NodeName, and moves Pods through their phases by
-// the KWOK_OUTCOME variable of their containers (see stages.yaml).
+// the KWOK_OUTCOME variable of their containers (see stages.yaml). It
+// also serves the node's kubelet API, through which kube-apiserver
+// answers pods/log with ContainerLog for every container.
 package kubetest
 
 import (
@@ -22,7 +24,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -92,7 +96,7 @@ func Start(logs io.Writer) (*Bed, error) {
 			b.Stop()
 		}
 	}()
-	ports, err := freePorts(3)
+	ports, err := freePorts(4)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +123,8 @@ func Start(logs io.Writer) (*Bed, error) {
 		"sa.pub": pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}),
 		"tokens.csv": []byte(AdminToken + ",admin,1,\"system:masters\"\n" +
 			LockstepToken + "," + LockstepUser + ",2\n"),
-		"stages.yaml": stages,
+		"stages.yaml":   append(slices.Clone(stages), clusterLogs(filepath.Join(dir, "container.log"))...),
+		"container.log": criLog(ContainerLog),
 	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
@@ -149,7 +154,7 @@ func Start(logs io.Writer) (*Bed, error) {
 	if err := b.WriteKubeconfig(kubeconfig, AdminToken); err != nil {
 		return nil, err
 	}
-	if err := b.startKwok(kwok, kubeconfig); err != nil {
+	if err := b.startKwok(kwok, kubeconfig, ports[3]); err != nil {
 		return nil, err
 	}
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{
@@ -174,14 +179,47 @@ func (b *Bed) start(bin string, args ...string) error {
 	return nil
 }
 
-func (b *Bed) startKwok(kwok, kubeconfig string) error {
+// startKwok starts kwok, serving the node's kubelet API (container logs)
+// on port, which the node's status names for kube-apiserver.
+func (b *Bed) startKwok(kwok, kubeconfig string, port int) error {
 	if err := b.start(kwok, "--kubeconfig="+kubeconfig, "--config="+filepath.Join(b.Dir, "stages.yaml"),
-		"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake", "--server-address=",
+		"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+		"--server-address=127.0.0.1:"+strconv.Itoa(port), "--node-port="+strconv.Itoa(port),
 	); err != nil {
 		return err
 	}
 	b.kwok = b.procs[len(b.procs)-1]
 	return nil
+}
+
+// ContainerLog is the log kwok serves for every container of every Pod
+// (pods/log), as the kubelet would serve what the container wrote.
+const ContainerLog = "lockstep test bed: the container's output\nsecond line\n"
+
+// criLog returns log in the CRI log format, the format of the files kwok
+// serves container logs from.
+func criLog(log string) []byte {
+	var b bytes.Buffer
+	for _, line := range strings.SplitAfter(log, "\n") {
+		if line != "" {
+			fmt.Fprintf(&b, "2026-01-01T00:00:00.000000000Z stdout F %s", line)
+		}
+	}
+	return b.Bytes()
+}
+
+// clusterLogs returns the kwok configuration that serves file as the log
+// of every container.
+func clusterLogs(file string) []byte {
+	return fmt.Appendf(nil, `---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterLogs
+metadata:
+  name: every-container
+spec:
+  logs:
+  - logsFile: %q
+`, file)
 }
 
 // Config returns a client configuration for the user of token, with
